@@ -1,0 +1,65 @@
+"""``advisor plugins``: what is installed — plugins, estimators, model sources, architectures."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from advisor.cli import app
+from advisor.cli.output import out, print_json
+
+EXAMPLE = """
+Example: advisor plugins --json | jq '.estimators[].name'
+"""
+
+
+def _architectures() -> list[tuple[str, str]]:
+    from advisor.plugin_manager import load_plugins
+
+    found = []
+    for impl in load_plugins().hook.register_architectures.get_hookimpls():
+        impl.function(register=lambda name, factory, cfg, _o=impl.plugin_name: found.append((name, _o)))
+    return found
+
+
+@app.command(epilog=EXAMPLE)
+def plugins(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
+    """List installed plugins, the estimators and model sources they register, and their origin."""
+    from advisor.estimators import list_estimators
+    from advisor.models import list_sources
+    from advisor.plugin_manager import load_errors, load_plugins, plugin_origin
+
+    pm = load_plugins()
+    plugin_rows = [{"name": pm.get_name(p), "origin": plugin_origin(p),
+                    "hooks": sorted(h.name for h in pm.get_hookcallers(p) or [])} for p in pm.get_plugins()]
+    plugin_rows.sort(key=lambda r: (r["origin"] != "builtin", r["name"]))
+    estimators = [{"name": e.name, "version": e.version, "needs": list(e.needs), "higher_is_better": e.higher_is_better,
+                   "origin": e.origin, "description": e.description} for e in list_estimators()]
+    sources = [{"prefix": s.prefix, "describe": s.describe} for s in list_sources()]
+    archs = [{"name": n, "origin": o} for n, o in _architectures()]
+    if as_json:
+        print_json({"plugins": plugin_rows, "estimators": estimators, "model_sources": sources,
+                    "architectures": archs, "load_errors": [{"name": n, "error": e} for n, e in load_errors]})
+        return
+    t = Table(title="Estimators", title_justify="left")
+    for col in ("name", "version", "needs", "better", "origin", "description"):
+        t.add_column(col)
+    for e in estimators:
+        t.add_row(e["name"], e["version"], ", ".join(e["needs"]) or "—", "higher" if e["higher_is_better"] else "lower", e["origin"], e["description"])
+    out.print(t)
+    t = Table(title="Model sources (model id prefix)", title_justify="left")
+    t.add_column("prefix")
+    t.add_column("what")
+    for s in sources:
+        t.add_row(s["prefix"] + ":", s["describe"])
+    out.print(t)
+    if archs:
+        out.print("Extra architectures: " + ", ".join(f"{a['name']} ({a['origin']})" for a in archs))
+    t = Table(title="Plugins", title_justify="left")
+    for col in ("plugin", "origin", "hooks"):
+        t.add_column(col)
+    for p in plugin_rows:
+        t.add_row(p["name"], p["origin"], ", ".join(p["hooks"]))
+    out.print(t)
+    for name, error in load_errors:
+        out.print(f"[red]failed to load[/red] {name}: {error}")

@@ -1,0 +1,123 @@
+"""``advisor rank``: which pretrained model (and which cut of it) transfers best to my images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from advisor.cli import app
+from advisor.cli.output import err, fmt, out, print_csv, print_json
+
+EXAMPLE = """
+Example (offline, weights mirrored in a folder):
+
+  advisor rank ../shared/data/flowers17 --weights-dir ../shared/models \\
+      --models tf_efficientnet_lite0,mobilenetv2_100_same_dogs19,resnet56_cifar10 \\
+      --estimator logme --estimator knn
+
+PROBE is an ImageFolder tree (class sub-folders; train/test split folders are recognised), a flat
+folder (unlabelled), a path,label .csv, an .npz of images + labels, or builtin:digits.
+Model ids: timm names (resnet50.a1_in1k), hf-hub:org/repo, local-dir:/path,
+file:/path/w.safetensors?arch=NAME&num_classes=19, or catalog names (registry/models.toml).
+"""
+
+
+def _progress_callbacks():
+    from advisor.ranking import Progress as Callbacks
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   console=err, transient=True, disable=not err.is_terminal)
+    state = {}
+
+    def start_model(model_id, total):
+        bar.start()
+        state["task"] = bar.add_task(f"extracting {model_id}", total=total)
+
+    def advance(n):
+        bar.advance(state["task"], n)
+
+    def end_model(model_id, cached):
+        if "task" in state:
+            bar.remove_task(state.pop("task"))
+        err.print(f"[dim]{model_id}: {'features from cache' if cached else 'features extracted'}[/dim]")
+
+    def warn(msg):
+        err.print(f"[yellow]warning:[/yellow] {msg}")
+
+    return bar, Callbacks(start_model=start_model, advance=advance, end_model=end_model, warn=warn)
+
+
+def _split_models(models: list[str]) -> list[str]:
+    return [m.strip() for group in models for m in group.split(",") if m.strip()]
+
+
+@app.command(epilog=EXAMPLE)
+def rank(
+    probe: str = typer.Argument(..., help="Your images: folder, .csv, .npz or builtin:digits."),
+    models: list[str] = typer.Option([], "--models", "-m", help="Candidate model ids (repeat or comma-separate). Default: the embedded EfficientNet-Lites."),
+    estimator: list[str] = typer.Option([], "--estimator", "-e", help="Estimator name (repeatable); the first one orders the table. Default: logme, knn."),
+    split: str = typer.Option("train", help="Split folder / npz prefix to probe when the data has splits."),
+    max_images: Optional[int] = typer.Option(None, help="Subsample to at most this many images (stratified, seeded)."),
+    seed: int = typer.Option(0, help="Seed of the subsample."),
+    img_size: Optional[int] = typer.Option(None, help="Override every model's input size (pixels)."),
+    batch_size: int = typer.Option(32, help="Images per forward pass."),
+    weights_dir: Optional[Path] = typer.Option(None, envvar="ADVISOR_WEIGHTS_DIR", help="Folder mirroring model weights (see README)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON on stdout."),
+    as_csv: bool = typer.Option(False, "--csv", help="Print the rows as CSV on stdout."),
+) -> None:
+    """Rank candidate models (and the best cut of each) by transferability to PROBE."""
+    from advisor.ranking import rank as run_rank
+
+    bar, callbacks = _progress_callbacks()
+    try:
+        result = run_rank(probe, _split_models(models) or None, estimator or None, split=split, max_images=max_images,
+                          seed=seed, img_size=img_size, batch_size=batch_size, weights_dir=weights_dir, progress=callbacks)
+    finally:
+        bar.stop()
+    if as_json:
+        print_json(result.rows)
+        return
+    if as_csv:
+        print_csv(result.rows, ["rank", "model", "estimator", "cut", "score", "final_cut_score", "higher_is_better",
+                                "pretrain", "extract_seconds", "score_seconds", "n_images", "error"])
+        return
+    _print_table(result)
+
+
+def _print_table(result) -> None:
+    rows = result.rows
+    estimators = list(dict.fromkeys(r["estimator"] for r in rows))
+    primary = estimators[0]
+    by = {(r["model"], r["estimator"]): r for r in rows}
+    order = [r["model"] for r in rows if r["estimator"] == primary]
+    p = result.probe
+    title = f"{p.source}: {p.summary()}" + (f", {len(p.skipped)} unreadable skipped" if p.skipped else "")
+    table = Table(title=title, title_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column("model")
+    table.add_column(f"best cut ({primary})")
+    for est in estimators:
+        arrow = "↑" if by[(order[0], est)]["higher_is_better"] else "↓"
+        table.add_column(f"{est} {arrow}", justify="right")
+    table.add_column("extract s", justify="right")
+    for model in order:
+        first = by[(model, primary)]
+        cells = [fmt(first["rank"]), model, first["cut"] or "—"]
+        for est in estimators:
+            r = by[(model, est)]
+            if r["score"] is None:
+                cells.append("[red]failed[/red]" if r["error"] and not r["error"].startswith("skipped") else "skipped")
+            elif est == primary:
+                cells.append(fmt(r["score"]))
+            else:
+                cells.append(f"{fmt(r['score'])} [dim]@{r['cut']}[/dim]")
+        cells.append(f"{first['extract_seconds']:.1f}" + (" [dim](cached)[/dim]" if first["cached"] else ""))
+        table.add_row(*cells)
+    out.print(table)
+    for r in rows:
+        if r["error"]:
+            err.print(f"[yellow]{r['estimator']} on {r['model']}:[/yellow] {r['error']}")

@@ -1,0 +1,109 @@
+"""The estimator registry: ``list_estimators(pattern)`` and ``get_estimator(name)``.
+
+An estimator is a pure numeric function of arrays (no torch inside). Plugins register them with the
+``register_estimators(register)`` hook; this module collects them and scores safely.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from advisor.errors import AdvisorError, EstimatorSkipped
+
+# What an estimator may ask for besides the features. ``labels``: target labels [N];
+# ``logits``: the source head's logits on the probe [N, C]; ``reference``: target-side features
+# [N, D']; ``attributions``: per-cut attribution maps. The runner passes what it has.
+KNOWN_INPUTS = ("labels", "logits", "reference", "attributions")
+
+
+@dataclass(frozen=True)
+class Estimator:
+    """A transferability estimator, the contract for plugin authors.
+
+    ``fn(features, labels=None, **inputs) -> float`` scores one cut: ``features`` is
+    ``float32/float64[N, D]`` (one row per probe image), ``labels`` is ``int[N]`` with classes
+    ``0..C-1`` (or None for unlabelled probes). Raise :class:`advisor.EstimatorSkipped` when an
+    input is missing; raise anything else or return NaN and the row is reported as failed.
+    Bump ``version`` whenever the numbers it returns change: cached scores are keyed by it.
+    """
+
+    name: str
+    fn: Callable[..., float]
+    version: str = "1"
+    higher_is_better: bool = True
+    needs: tuple[str, ...] = ("labels",)
+    description: str = ""
+    origin: str = field(default="", compare=False)
+
+    def score(self, features: np.ndarray, labels: np.ndarray | None = None, **inputs) -> float:
+        """Check the inputs this estimator needs, then call ``fn``."""
+        if "labels" in self.needs and labels is None:
+            raise EstimatorSkipped(f"{self.name} needs labels; the probe has none")
+        for need in self.needs:
+            if need != "labels" and inputs.get(need) is None:
+                raise EstimatorSkipped(f"{self.name} needs {need}, which this model/probe lacks")
+        return float(self.fn(features, labels, **inputs))
+
+
+def _validate(est: Estimator) -> None:
+    if not est.name or not all(c.isalnum() or c in "-_" for c in est.name):
+        raise ValueError(f"estimator name {est.name!r} must be letters, digits, '-' or '_'")
+    unknown = set(est.needs) - set(KNOWN_INPUTS)
+    if unknown:
+        raise ValueError(f"estimator {est.name!r} needs unknown inputs {sorted(unknown)}; known: {KNOWN_INPUTS}")
+
+
+def _collect() -> dict[str, Estimator]:
+    from advisor.plugin_manager import load_plugins
+
+    pm = load_plugins()
+    found: dict[str, Estimator] = {}
+    for impl in pm.hook.register_estimators.get_hookimpls():
+        def register(est: Estimator, _origin=impl.plugin_name) -> None:
+            _validate(est)
+            if est.name in found:
+                raise ValueError(
+                    f"estimator {est.name!r} registered twice ({found[est.name].origin} and {_origin})"
+                )
+            found[est.name] = Estimator(**{**est.__dict__, "origin": _origin})
+
+        impl.function(register=register)
+    return found
+
+
+def list_estimators(pattern: str = "*") -> list[Estimator]:
+    """Registered estimators whose name matches the glob ``pattern``, sorted by name."""
+    return [e for n, e in sorted(_collect().items()) if fnmatch.fnmatch(n, pattern)]
+
+
+def get_estimator(name: str) -> Estimator:
+    """The estimator called ``name``; an :class:`AdvisorError` naming the choices otherwise."""
+    registry = _collect()
+    if name not in registry:
+        import difflib
+
+        close = difflib.get_close_matches(name, registry, n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise AdvisorError(
+            f"unknown estimator '{name}'",
+            f"{hint}choose from: {', '.join(sorted(registry))} (see `advisor plugins`)",
+        )
+    return registry[name]
+
+
+def safe_score(est: Estimator, features: np.ndarray, labels, **inputs) -> tuple[float | None, str | None]:
+    """Score without letting a plugin take the run down: ``(score, None)`` or ``(None, reason)``."""
+    try:
+        value = est.score(features, labels, **inputs)
+    except EstimatorSkipped as exc:
+        return None, f"skipped: {exc}"
+    except Exception as exc:  # third-party code: report per row, never fatal
+        return None, f"{type(exc).__name__}: {exc}"
+    if not math.isfinite(value):
+        return None, f"returned {value}"
+    return value, None

@@ -1,0 +1,108 @@
+"""Cut points and pooled features for all of them in one forward pass per batch.
+
+Cut points come from timm's feature API, so no architecture is special-cased:
+``model.feature_info`` names them (``blocks.2``, ``layer3``, ...) and ``forward_intermediates``
+returns their activations in the same pass that produces the final features. After them comes
+``pre_logits``: the model's own head pooling (``forward_head(pre_logits=True)``; e.g. the class
+token for a ViT with token pooling). Intermediate maps are pooled to one vector per image by a
+global average over space (NCHW; for ViTs timm returns patch tokens as NCHW, so this is the mean
+patch token, class token excluded). The source head's logits are kept when the model has one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from advisor.models import LoadedModel
+from advisor.probe import Probe
+
+PRE_LOGITS = "pre_logits"
+
+
+def cut_names(module) -> list[str]:
+    """Stable names of a model's cut points, shallow to deep, ending with ``pre_logits``."""
+    info = getattr(module, "feature_info", None) or []
+    names = [fi["module"] if isinstance(fi, dict) else str(fi) for fi in info]
+    return [n or f"feature.{i}" for i, n in enumerate(names)] + [PRE_LOGITS]
+
+
+def preproc_hash(data_config: dict) -> str:
+    keys = ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
+    canon = {k: list(v) if isinstance(v, tuple) else v for k, v in data_config.items() if k in keys}
+    return hashlib.sha256(json.dumps(canon, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class Extraction:
+    """Features of one model on one probe: ``features[cut]`` is ``float32[N, D]``; ``logits``
+    ``float32[N, C]`` or None (headless model)."""
+
+    features: dict[str, np.ndarray]
+    logits: np.ndarray | None
+    seconds: float
+
+
+def _pool(t):
+    if t.ndim == 4:
+        return t.mean(dim=(2, 3))
+    if t.ndim == 3:  # tokens [B, L, C]
+        return t.mean(dim=1)
+    return t.flatten(1)
+
+
+def forward_all_cuts(module, x):
+    """One forward pass: pooled features of every cut, pre-logits and logits (or None)."""
+    final, intermediates = module.forward_intermediates(x)
+    pooled = [_pool(t) for t in intermediates]
+    pre = module.forward_head(final, pre_logits=True)
+    pooled.append(pre.flatten(1))
+    head = module.get_classifier() if hasattr(module, "get_classifier") else None
+    has_head = head is not None and getattr(module, "num_classes", 0) > 0
+    return pooled, (head(pre) if has_head else None)
+
+
+def extract(
+    model: LoadedModel,
+    probe: Probe,
+    *,
+    batch_size: int = 32,
+    images: dict | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Extraction:
+    """Run ``model`` over every probe image once and pool every cut. ``images`` may hold already
+    decoded PIL images by index (the probe is decoded once per run, not once per model)."""
+    import torch
+    from timm.data import create_transform
+
+    cfg = model.data_config
+    transform = create_transform(
+        input_size=cfg["input_size"], interpolation=cfg.get("interpolation", "bilinear"), mean=cfg["mean"],
+        std=cfg["std"], crop_pct=cfg.get("crop_pct", 1.0), crop_mode=cfg.get("crop_mode", "center"), is_training=False,
+    )
+    names = cut_names(model.module)
+    chunks: list[list] = [[] for _ in names]
+    logit_chunks = []
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for lo in range(0, len(probe), batch_size):
+            idx = range(lo, min(lo + batch_size, len(probe)))
+            batch = torch.stack([transform(images[i] if images and i in images else probe.load_image(i)) for i in idx])
+            pooled, logits = forward_all_cuts(model.module, batch)
+            if len(pooled) != len(names):
+                raise RuntimeError(f"{model.id}: {len(pooled)} intermediates but {len(names)} cut names")
+            for store, t in zip(chunks, pooled):
+                store.append(t.float().numpy())
+            if logits is not None:
+                logit_chunks.append(logits.float().numpy())
+            if progress:
+                progress(len(idx))
+    seconds = time.perf_counter() - start
+    features = {name: np.concatenate(c) for name, c in zip(names, chunks)}
+    logits = np.concatenate(logit_chunks) if logit_chunks else None
+    return Extraction(features=features, logits=logits, seconds=seconds)

@@ -1,0 +1,48 @@
+"""Every hook an advisor plugin can implement.
+
+Built-in features are plugins too (see ``advisor.plugins_manager.DEFAULT_PLUGINS``); a third-party
+package exposes its module under the ``advisor`` entry-point group::
+
+    [project.entry-points.advisor]
+    my_plugin = "my_package.my_module"
+
+and implements any of the hooks below with ``@advisor.hookimpl``.
+"""
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("advisor")
+hookimpl = pluggy.HookimplMarker("advisor")
+
+
+@hookspec
+def register_estimators(register):
+    """Register transferability estimators.
+
+    Call ``register(advisor.Estimator(name=..., fn=..., ...))`` once per estimator. ``fn`` is a pure
+    numeric function ``fn(features: ndarray[N, D], labels: ndarray[N] | None, **inputs) -> float``;
+    see :class:`advisor.estimators.Estimator` for the fields (version, higher_is_better, needs).
+    """
+
+
+@hookspec
+def register_model_sources(register):
+    """Register model sources, keyed by the prefix users type in a model id.
+
+    Call ``register(source)`` where ``source`` has ``prefix`` (e.g. ``"hf-hub"`` for
+    ``hf-hub:org/repo``), ``describe`` (one line for ``advisor plugins``), ``resolve(ref, ctx)``
+    (cheap, no weights loaded: returns a fingerprint of the weights) and ``load(ref, ctx)``
+    (returns an :class:`advisor.models.LoadedModel`). See :class:`advisor.models.ModelSource`.
+    """
+
+
+@hookspec
+def register_architectures(register):
+    """Register model architectures that timm does not ship.
+
+    Call ``register(name, factory, pretrained_cfg)`` where ``factory(**kwargs) -> nn.Module`` builds
+    a module with timm's feature API (``feature_info``, ``forward_intermediates``, ``forward_head``)
+    and ``pretrained_cfg`` is a dict with timm's preprocessing keys (``input_size``, ``mean``,
+    ``std``, ``interpolation``, ``crop_pct``). The name then works everywhere a timm arch name does
+    (``file:...?arch=NAME``, weights directories). Called lazily, the first time a model is built.
+    """
