@@ -30,8 +30,8 @@ def register_plugin_architectures() -> None:
         cfg = dict(pretrained_cfg)
 
         def entrypoint(pretrained: bool = False, **kwargs):
-            kwargs.pop("pretrained_cfg", None)
-            kwargs.pop("pretrained_cfg_overlay", None)
+            for timm_internal in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir"):
+                kwargs.pop(timm_internal, None)
             model = factory(pretrained=pretrained, **kwargs)
             if not getattr(model, "pretrained_cfg", None):
                 model.pretrained_cfg = model.default_cfg = dict(cfg)
@@ -125,6 +125,11 @@ def build_model(resolved: Resolved, img_size: int | None = None) -> LoadedModel:
     try:
         model = timm.create_model(resolved.arch, pretrained=resolved.timm_pretrained, **kwargs)
     except RuntimeError as exc:
+        if "loading state_dict" in str(exc):
+            raise AdvisorError(
+                f"weights '{resolved.weights}' do not fit arch '{resolved.arch}': {str(exc).splitlines()[1].strip()[:200]}",
+                "the cached hub files may belong to another model; delete them from the hub cache and download again",
+            ) from None
         if "Unknown model" in str(exc):
             close = timm.list_models(f"*{resolved.arch.split('.')[0][:8]}*")[:5]
             raise AdvisorError(

@@ -87,9 +87,7 @@ class TimmSource:
         for repo in repos:
             cached = _hub_cache_file(repo)
             if cached is not None:
-                return Resolved(arch=repo.split("/", 1)[1] if repo.startswith("timm/") else arch, weights=cached,
-                                weights_from=f"hub cache {repo}", timm_pretrained=True,
-                                fingerprint=file_fingerprint(arch, kwargs, path=cached), **common)
+                return _hub_resolved(repo, arch, cached, f"hub cache {repo}", common)
         looked.append("hub cache")
         if not ctx.is_offline:
             repo = repos[0] if repos else _default_hub_repo(name)
@@ -101,9 +99,7 @@ class TimmSource:
                 except Exception as exc:
                     looked.append(f"hub download of {repo} ({type(exc).__name__})")
                 else:
-                    return Resolved(arch=repo.split("/", 1)[1] if repo.startswith("timm/") else arch, weights=path,
-                                    weights_from=f"hub {repo}", timm_pretrained=True,
-                                    fingerprint=file_fingerprint(arch, kwargs, path=path), **common)
+                    return _hub_resolved(repo, arch, path, f"hub {repo}", common)
         else:
             looked.append("hub (offline)")
         packaged = packaged_weights(entry)
@@ -115,6 +111,13 @@ class TimmSource:
         if not entry:
             _check_known_arch(ref.raw, arch)
         raise missing_weights_error(ref.raw, looked)
+
+
+def _hub_resolved(repo: str, arch: str, path: Path, origin: str, common: dict) -> Resolved:
+    """timm's hub repos are named after the tagged architecture: build exactly that one."""
+    arch = repo.split("/", 1)[1] if repo.startswith("timm/") else arch
+    return Resolved(arch=arch, weights=path, weights_from=origin, timm_pretrained=True,
+                    fingerprint=file_fingerprint(arch, common["kwargs"], path=path), **common)
 
 
 def _check_known_arch(model_id: str, arch: str) -> None:

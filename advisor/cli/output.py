@@ -6,11 +6,13 @@ import csv
 import io
 import json
 import math
+import sys
 
 from rich.console import Console
 
-err = Console(stderr=True)
-out = Console(highlight=False)
+# Piped or captured output gets a wide fixed width so tables are not wrapped at 80 columns.
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
 def fmt(value, digits: int = 4) -> str:

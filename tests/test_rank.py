@@ -1,0 +1,146 @@
+"""`advisor rank` end to end on tiny random-init models (plumbing, not quality)."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from conftest import file_id
+
+import advisor
+from advisor import cache
+
+
+@pytest.fixture
+def tiny_models(tiny_weights):
+    return [file_id(tiny_weights["test_efficientnet"], "test_efficientnet"), file_id(tiny_weights["test_vit"], "test_vit")]
+
+
+def _rank(probe, models, **kw):
+    kw.setdefault("img_size", 32)
+    return advisor.rank(str(probe), models, ["logme", "knn"], **kw)
+
+
+def test_every_cut_scored_and_best_cut_reported(image_folder, tiny_models):
+    result = _rank(image_folder, tiny_models)
+    cuts_eff = {r["cut"] for r in result.cut_scores if r["model"] == tiny_models[0]}
+    assert cuts_eff == {"blocks.0", "blocks.1", "blocks.2", "blocks.3", "blocks.4", "pre_logits"}
+    assert len({r["cut"] for r in result.cut_scores if r["model"] == tiny_models[1]}) == 7  # 6 blocks + pre_logits
+    for row in result.rows:
+        assert row["cut"] in row["cut_scores"] and math.isfinite(row["score"])
+        assert row["score"] == max(v for v in row["cut_scores"].values() if v is not None)
+    assert sorted(r["rank"] for r in result.rows if r["estimator"] == "logme") == [1, 2]
+    mf = result.models[0]
+    assert mf.logits.shape == (24, 5)  # source-head logits kept for LEEP/NCE
+    assert all(f.shape[0] == 24 and f.dtype == np.float32 for f in mf.features.values())
+
+
+def test_warm_rerun_does_no_forward_pass(image_folder, tiny_models, monkeypatch):
+    first = _rank(image_folder, tiny_models)
+    import advisor.features
+
+    def boom(*a, **k):
+        raise AssertionError("forward pass on a warm run")
+
+    monkeypatch.setattr(advisor.features, "extract", boom)
+    monkeypatch.setattr("advisor.loading.build_model", boom)
+    second = _rank(image_folder, tiny_models)
+    assert [(r["model"], r["cut"], r["score"]) for r in second.rows] == [(r["model"], r["cut"], r["score"]) for r in first.rows]
+    assert all(r["cached"] for r in second.rows)
+
+
+def test_img_size_is_part_of_the_feature_key(image_folder, tiny_models):
+    _rank(image_folder, tiny_models[:1], img_size=32)
+    _rank(image_folder, tiny_models[:1], img_size=48)
+    with cache.connect(read_only=True) as con:
+        assert con.execute("SELECT count(DISTINCT preproc_hash) FROM extractions").fetchone()[0] == 2
+
+
+def test_failed_model_leaves_earlier_models_whole_and_resumes(image_folder, tiny_models, monkeypatch):
+    import advisor.features
+
+    real = advisor.features.extract
+    calls = []
+
+    def dies_on_second(model, *a, **k):
+        calls.append(model.id)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # like Ctrl-C in the middle of model 2
+        return real(model, *a, **k)
+
+    monkeypatch.setattr(advisor.features, "extract", dies_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        _rank(image_folder, tiny_models)
+    with cache.connect(read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM extractions").fetchone()[0] == 1
+        assert con.execute("SELECT count(DISTINCT model_fp) FROM features").fetchone()[0] == 1
+        assert con.execute("SELECT status FROM runs").fetchone()[0].startswith("failed")
+    monkeypatch.setattr(advisor.features, "extract", real)
+    calls.clear()
+    result = _rank(image_folder, tiny_models)
+    assert [r["cached"] for r in result.rows if r["estimator"] == "logme"].count(True) == 1
+
+
+def test_corrupt_image_is_skipped_counted_and_remembered(image_folder, tiny_models):
+    bad = image_folder / "cat" / "cat_999.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+    result = _rank(image_folder, tiny_models[:1])
+    assert len(result.probe) == 24 and [s[0] for s in result.probe.skipped] == [str(bad)]
+    again = _rank(image_folder, tiny_models[:1])
+    assert again.rows[0]["cached"] and len(again.probe.skipped) == 1
+
+
+def test_cli_table_json_and_csv(image_folder, tiny_models, run_cli):
+    args = ["rank", str(image_folder), "--models", ",".join(tiny_models), "-e", "logme", "-e", "knn", "--img-size", "32"]
+    code, out, err = run_cli(*args)
+    assert code == 0, err
+    assert "best cut (logme)" in out and "knn" in out
+    code, out, _ = run_cli(*args, "--json")
+    rows = json.loads(out)
+    assert {"model", "cut", "estimator", "score", "rank"} <= set(rows[0]) and len(rows) == 4
+    code, out, _ = run_cli(*args, "--csv")
+    assert out.splitlines()[0].startswith("rank,model,estimator,cut,score") and len(out.splitlines()) == 5
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["rank", "/no/such/dir"], "does not exist"),
+        (["rank", "builtin:digits", "-e", "logmee"], "unknown estimator 'logmee'"),
+        (["rank", "builtin:digits", "--models", "file:/no/w.safetensors?arch=resnet18"], "does not exist"),
+        (["rank", "builtin:digits", "--weights-dir", "/no/dir", "--models", "x"], "not a folder"),
+        (["rank", "builtin:digits", "--max-images", "0"], "at least 1"),
+    ],
+)
+def test_bad_inputs_exit_2_with_one_line(run_cli, args, message, advisor_home):
+    code, out, err = run_cli(*args)
+    assert code == 2 and message in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (advisor_home / "advisor.duckdb").exists()  # nothing half-written
+
+
+def test_locked_cache_is_a_clear_error(image_folder, tiny_models, run_cli, monkeypatch):
+    import multiprocessing as mp
+
+    _rank(image_folder, tiny_models[:1])
+    ctx = mp.get_context("spawn")
+    ready, release = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=_hold_lock, args=(str(cache.cache_path()), ready, release))
+    holder.start()
+    try:
+        assert ready.wait(30)
+        monkeypatch.setenv("ADVISOR_LOCK_TIMEOUT", "0.5")
+        code, _, err = run_cli("rank", str(image_folder), "--models", tiny_models[0], "--img-size", "32")
+        assert code == 2 and "locked by another advisor process" in err and "ADVISOR_HOME" in err
+    finally:
+        release.set()
+        holder.join(30)
+
+
+def _hold_lock(path, ready, release):
+    import duckdb
+
+    con = duckdb.connect(path)
+    ready.set()
+    release.wait(30)
+    con.close()
