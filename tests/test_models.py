@@ -4,6 +4,7 @@ import time
 import pytest
 from conftest import SHARED, needs_shared
 
+import advisor
 from advisor import AdvisorError, resolve_model
 from advisor.loading import build_model
 from advisor.models import ResolveContext, parse_model_id
@@ -147,3 +148,43 @@ def test_shared_catalog_models_resolve_from_weights_dir(empty_hub_cache):
     assert dogs.module.num_classes == 19 and tuple(dogs.data_config["input_size"]) == (3, 160, 160)
     cifar = build_model(resolve_model("resnet20_cifar10", ctx))
     assert tuple(cifar.data_config["input_size"]) == (3, 32, 32)
+
+
+class MockSource:
+    """A third-party model source: ``mock:NAME`` builds test_resnet from a fixed weights file."""
+
+    prefix = "mock"
+    describe = "mock models for tests"
+
+    def __init__(self, weights):
+        self.weights = weights
+
+    def resolve(self, ref, ctx):
+        from advisor.models import Resolved, file_fingerprint
+
+        return Resolved(ref=ref, arch="test_resnet", kwargs={"num_classes": 5}, weights=self.weights,
+                        weights_from="mock", fingerprint=file_fingerprint("mock", ref.name, path=self.weights))
+
+
+class MockSourcePlugin:
+    def __init__(self, weights):
+        self.source = MockSource(weights)
+
+    @advisor.hookimpl
+    def register_model_sources(self, register):
+        register(self.source)
+
+
+def test_register_model_sources_hook_adds_a_prefix(tiny_weights, image_folder):
+    from advisor.plugin_manager import load_plugins, pm
+
+    load_plugins()
+    plugin = MockSourcePlugin(tiny_weights["test_resnet"])
+    pm.register(plugin, name="mock-source")
+    try:
+        assert "mock" in [s.prefix for s in advisor.list_sources()]
+        assert parse_model_id("mock:anything").prefix == "mock"
+        result = advisor.rank(str(image_folder), ["mock:anything"], ["knn"], img_size=32)
+        assert result.rows[0]["weights_from"] == "mock" and result.rows[0]["score"] is not None
+    finally:
+        pm.unregister(plugin)
