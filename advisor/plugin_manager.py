@@ -68,8 +68,7 @@ def plugin_origin(plugin) -> str:
     name = pm.get_name(plugin) or ""
     if name in DEFAULT_PLUGINS:
         return "builtin"
-    for dist in metadata.distributions():
-        for ep in dist.entry_points:
-            if ep.group == ENTRY_POINT_GROUP and ep.name == name:
-                return f"{dist.metadata['Name']} {dist.version}"
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP, name=name):
+        if ep.dist is not None:
+            return f"{ep.dist.metadata['Name']} {ep.dist.version}"
     return name or "unknown"

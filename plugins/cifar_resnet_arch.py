@@ -35,20 +35,7 @@ __all__ = [
     "resnet110_cifar",
 ]
 
-# timm-style pretrained cfg (preprocessing of the akamaster checkpoints: 32 px, ImageNet mean/std).
-CIFAR_RESNET_CFG: Dict[str, Any] = {
-    "input_size": (3, 32, 32),
-    "pool_size": (8, 8),
-    "mean": (0.485, 0.456, 0.406),
-    "std": (0.229, 0.224, 0.225),
-    "interpolation": "bilinear",
-    "crop_pct": 1.0,
-    "crop_mode": "center",
-    "num_classes": 10,
-    "first_conv": "conv1",
-    "classifier": "linear",
-    "license": "bsd-2-clause",
-}
+from advisor.plugins.cifar_resnet import CIFAR_RESNET_CFG  # noqa: E402  (one cfg, light module)
 
 WIDTHS = (16, 32, 64)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -182,7 +181,8 @@ def test_plugin_registers_all_archs():
     cifar_resnet.register_architectures(register=lambda *a: got.append(a))
     assert [g[0] for g in got] == list(cifar_resnet.ARCHS)
     for name, factory, cfg in got:
-        assert factory is getattr(arch, name) and cfg is arch.CIFAR_RESNET_CFG
+        assert cfg is arch.CIFAR_RESNET_CFG
+        assert type(factory(num_classes=3)) is arch.CifarResNet and factory(num_classes=3).num_classes == 3
 
 
 def test_plugin_module_does_not_import_torch():
