@@ -144,3 +144,40 @@ def _hold_lock(path, ready, release):
     ready.set()
     release.wait(30)
     con.close()
+
+
+KILL_CHILD = """
+import sys, time
+import advisor, advisor.features
+from advisor.ranking import Progress
+
+real = advisor.features.extract
+def extract(model, *a, **k):
+    if model.id == sys.argv[3]:
+        print("second model started", flush=True)
+        time.sleep(120)  # killed here, mid-model
+    return real(model, *a, **k)
+advisor.features.extract = extract
+advisor.rank(sys.argv[1], sys.argv[2:4], ["knn"], img_size=32)
+"""
+
+
+def test_kill_9_mid_run_leaves_whole_rows_and_resumes(image_folder, tiny_models, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", KILL_CHILD, str(image_folder), *tiny_models],
+                             stdout=subprocess.PIPE, text=True, env=dict(os.environ))
+    try:
+        assert child.stdout.readline().strip() == "second model started"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(30)
+    with cache.connect(read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM extractions").fetchone()[0] == 1
+        assert con.execute("SELECT count(DISTINCT model_fp) FROM features").fetchone()[0] == 1
+        assert con.execute("SELECT count(DISTINCT model_fp) FROM scores").fetchone()[0] == 1
+    result = advisor.rank(str(image_folder), tiny_models, ["knn"], img_size=32)
+    assert [r["cached"] for r in result.rows] in ([True, False], [False, True])
