@@ -82,8 +82,11 @@ def test_failed_model_leaves_earlier_models_whole_and_resumes(image_folder, tiny
 
 
 def test_corrupt_image_is_skipped_counted_and_remembered(image_folder, tiny_models):
-    bad = image_folder / "cat" / "cat_999.png"
-    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+    from PIL import Image
+
+    bad = image_folder / "cat" / "cat_999.jpg"
+    Image.new("RGB", (24, 24), "red").save(bad, quality=90)
+    bad.write_bytes(bad.read_bytes()[:200])  # a truncated JPEG among good PNGs
     result = _rank(image_folder, tiny_models[:1])
     assert len(result.probe) == 24 and [s[0] for s in result.probe.skipped] == [str(bad)]
     again = _rank(image_folder, tiny_models[:1])
@@ -102,21 +105,51 @@ def test_cli_table_json_and_csv(image_folder, tiny_models, run_cli):
     assert out.splitlines()[0].startswith("rank,model,estimator,cut,score") and len(out.splitlines()) == 5
 
 
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (["rank", "/no/such/dir"], "does not exist"),
-        (["rank", "builtin:digits", "-e", "logmee"], "unknown estimator 'logmee'"),
-        (["rank", "builtin:digits", "--models", "file:/no/w.safetensors?arch=resnet18"], "does not exist"),
-        (["rank", "builtin:digits", "--weights-dir", "/no/dir", "--models", "x"], "not a folder"),
-        (["rank", "builtin:digits", "--max-images", "0"], "at least 1"),
-    ],
-)
-def test_bad_inputs_exit_2_with_one_line(run_cli, args, message, advisor_home):
+def _bad_inputs(tmp, weights):
+    from conftest import write_images
+
+    (tmp / "empty").mkdir()
+    (tmp / "texts").mkdir()
+    (tmp / "texts" / "a.txt").write_text("not an image")
+    write_images(tmp / "single", {"only": 5})
+    (tmp / "p.csv").write_text("path,label\nmissing.jpg,a\n")
+    tiny = file_id(weights["test_resnet"], "test_resnet")
+    return {
+        "missing-path": (["rank", str(tmp / "nope")], "does not exist"),
+        "empty-folder": (["rank", str(tmp / "empty")], "contains nothing"),
+        "non-images": (["rank", str(tmp / "texts")], "contains no image files"),
+        "single-class": (["rank", str(tmp / "single")], "single class"),
+        "csv-missing-file": (["rank", str(tmp / "p.csv")], "missing file 'missing.jpg'"),
+        "unknown-model": (["rank", "builtin:digits", "--models", "resnet5O"], "unknown model id 'resnet5O'"),
+        "unknown-estimator": (["rank", "builtin:digits", "--models", tiny, "-e", "logmee"], "unknown estimator 'logmee'"),
+        "offline-no-weights": (["rank", "builtin:digits", "--models", "resnet18"], "no weights for model 'resnet18'"),
+        "wrong-arch": (["rank", "builtin:digits", "--img-size", "32", "--max-images", "20", "--models",
+                        f"file:{weights['test_resnet']}?arch=test_efficientnet&num_classes=5"], "do not fit arch 'test_efficientnet'"),
+        "missing-weights-file": (["rank", "builtin:digits", "--models", "file:/no/w.safetensors?arch=resnet18"], "does not exist"),
+        "no-weights-dir": (["rank", "builtin:digits", "--weights-dir", "/no/dir", "--models", "x"], "not a folder"),
+        "bad-max-images": (["rank", "builtin:digits", "--max-images", "0"], "at least 1"),
+    }
+
+
+BAD_INPUTS = [
+    "missing-path", "empty-folder", "non-images", "single-class", "csv-missing-file", "unknown-model",
+    "unknown-estimator", "offline-no-weights", "wrong-arch", "missing-weights-file", "no-weights-dir", "bad-max-images"]
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_bad_inputs_exit_2_with_one_line(case, run_cli, tmp_path, tiny_weights, advisor_home, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-hf-cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    args, message = _bad_inputs(tmp_path, tiny_weights)[case]
     code, out, err = run_cli(*args)
-    assert code == 2 and message in err
+    assert code == 2 and message in err, err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
-    assert not (advisor_home / "advisor.duckdb").exists()  # nothing half-written
+    if (advisor_home / "advisor.duckdb").exists():  # nothing half-written: no features, no scores
+        with cache.connect(read_only=True) as con:
+            assert con.execute("SELECT count(*) FROM features").fetchone()[0] == 0
+            assert con.execute("SELECT count(*) FROM scores").fetchone()[0] == 0
 
 
 def test_locked_cache_is_a_clear_error(image_folder, tiny_models, run_cli, monkeypatch):
