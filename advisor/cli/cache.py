@@ -8,7 +8,8 @@ from rich.table import Table
 from advisor.cli.output import fmt, out, print_json
 from advisor.errors import AdvisorError
 
-cache_app = typer.Typer(help="Inspect or clear the DuckDB cache ($ADVISOR_HOME/advisor.duckdb).", no_args_is_help=True)
+cache_app = typer.Typer(help="Inspect or clear the DuckDB cache ($ADVISOR_HOME/advisor.duckdb).", no_args_is_help=True,
+                        epilog="Example: advisor cache stats; advisor cache sql \"SELECT * FROM runs\"")
 
 
 @cache_app.command(epilog="Example: advisor cache stats")
