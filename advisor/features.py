@@ -67,16 +67,9 @@ def forward_all_cuts(module, x):
     return pooled, (head(pre) if has_head else None)
 
 
-def extract(
-    model: LoadedModel,
-    probe: Probe,
-    *,
-    batch_size: int = 32,
-    images: dict | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> Extraction:
-    """Run ``model`` over every probe image once and pool every cut. ``images`` may hold already
-    decoded PIL images by index (the probe is decoded once per run, not once per model)."""
+def probe_batches(model: LoadedModel, probe: Probe, *, batch_size: int = 32, images: dict | None = None):
+    """Yield the probe as preprocessed tensors ``[B, 3, H, W]`` in the model's own preprocessing.
+    ``images`` may hold already decoded PIL images by index (the probe is decoded once per run)."""
     import torch
     from timm.data import create_transform
 
@@ -85,14 +78,28 @@ def extract(
         input_size=cfg["input_size"], interpolation=cfg.get("interpolation", "bilinear"), mean=cfg["mean"],
         std=cfg["std"], crop_pct=cfg.get("crop_pct", 1.0), crop_mode=cfg.get("crop_mode", "center"), is_training=False,
     )
+    for lo in range(0, len(probe), batch_size):
+        idx = range(lo, min(lo + batch_size, len(probe)))
+        yield torch.stack([transform(images[i] if images and i in images else probe.load_image(i)) for i in idx])
+
+
+def extract(
+    model: LoadedModel,
+    probe: Probe,
+    *,
+    batch_size: int = 32,
+    images: dict | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Extraction:
+    """Run ``model`` over every probe image once and pool every cut."""
+    import torch
+
     names = cut_names(model.module)
     chunks: list[list] = [[] for _ in names]
     logit_chunks = []
     start = time.perf_counter()
     with torch.inference_mode():
-        for lo in range(0, len(probe), batch_size):
-            idx = range(lo, min(lo + batch_size, len(probe)))
-            batch = torch.stack([transform(images[i] if images and i in images else probe.load_image(i)) for i in idx])
+        for batch in probe_batches(model, probe, batch_size=batch_size, images=images):
             pooled, logits = forward_all_cuts(model.module, batch)
             if len(pooled) != len(names):
                 raise RuntimeError(f"{model.id}: {len(pooled)} intermediates but {len(names)} cut names")
@@ -101,7 +108,7 @@ def extract(
             if logits is not None:
                 logit_chunks.append(logits.float().numpy())
             if progress:
-                progress(len(idx))
+                progress(len(batch))
     seconds = time.perf_counter() - start
     features = {name: np.concatenate(c) for name, c in zip(names, chunks)}
     logits = np.concatenate(logit_chunks) if logit_chunks else None
