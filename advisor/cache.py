@@ -47,9 +47,25 @@ MIGRATIONS = (
         run_id VARCHAR PRIMARY KEY, command VARCHAR, args JSON, status VARCHAR, result JSON,
         started_at TIMESTAMP DEFAULT current_timestamp, finished_at TIMESTAMP);
     """,
+    # 2: scores keyed by the target reference they were computed against; DEPARA attributions.
+    """
+    CREATE TABLE scores_v2 (
+        estimator VARCHAR, estimator_version VARCHAR, reference VARCHAR, model_fp VARCHAR,
+        probe_hash VARCHAR, preproc_hash VARCHAR, cut VARCHAR, score DOUBLE, seconds DOUBLE,
+        created_at TIMESTAMP DEFAULT current_timestamp,
+        PRIMARY KEY (estimator, estimator_version, reference, model_fp, probe_hash, preproc_hash, cut));
+    INSERT INTO scores_v2 SELECT estimator, estimator_version, '', model_fp, probe_hash, preproc_hash, cut,
+        score, seconds, created_at FROM scores;
+    DROP TABLE scores;
+    ALTER TABLE scores_v2 RENAME TO scores;
+    CREATE TABLE attribution_runs (
+        model_fp VARCHAR, probe_hash VARCHAR, preproc_hash VARCHAR, grid INTEGER, n_images INTEGER,
+        seconds DOUBLE, created_at TIMESTAMP DEFAULT current_timestamp,
+        PRIMARY KEY (model_fp, probe_hash, preproc_hash, grid));
+    """,
 )
 
-TABLES = ("probes", "models", "extractions", "features", "scores", "runs")
+TABLES = ("probes", "models", "extractions", "features", "scores", "runs", "attribution_runs")
 
 
 def default_home() -> Path:

@@ -16,9 +16,11 @@ import numpy as np
 from advisor.errors import AdvisorError, EstimatorSkipped
 
 # What an estimator may ask for besides the features. ``labels``: target labels [N];
-# ``logits``: the source head's logits on the probe [N, C]; ``reference``: target-side features
-# [N, D']; ``attributions``: per-cut attribution maps. The runner passes what it has.
-KNOWN_INPUTS = ("labels", "logits", "reference", "attributions")
+# ``logits``: the source head's logits on the probe [N, C]; ``reference``: the target-side
+# representation [N, D'] (``--reference``); ``attributions``: this cut's input attributions
+# [N, G²] (DEPARA nodes); ``reference_attributions``: the reference's [N, G²], or None when the
+# reference has none (labels). The runner passes what it has.
+KNOWN_INPUTS = ("labels", "logits", "reference", "attributions", "reference_attributions")
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,8 @@ ENTRY_POINT_GROUP = "advisor"
 DEFAULT_PLUGINS = (
     "advisor.plugins.logme",
     "advisor.plugins.knn",
+    "advisor.plugins.cka",
+    "advisor.plugins.information_imbalance",
     "advisor.plugins.timm_models",
     "advisor.plugins.hf_hub_models",
     "advisor.plugins.file_models",

@@ -59,6 +59,7 @@ class RankResult:
     cut_scores: list[dict]
     probe: Probe
     models: list[ModelFeatures] = field(repr=False, default_factory=list)
+    reference: str | None = None
 
 
 def _set_threads() -> None:
@@ -223,37 +224,88 @@ def _own_config(loaded, img_size):
     return cfg
 
 
-def score_model(mf: ModelFeatures, probe: Probe, estimators: list[Estimator]) -> list[dict]:
-    """Every estimator at every cut of one model; cached scores are reused, new ones stored."""
+def score_model(mf: ModelFeatures, probe: Probe, estimators: list[Estimator], inputs: dict, reference_key: str) -> list[dict]:
+    """Every estimator at every cut of one model; cached scores are reused, new ones stored.
+
+    ``inputs`` holds what estimators may need: ``logits``, ``reference``,
+    ``reference_attributions`` and per-cut ``attributions`` (a dict cut → array)."""
     fp, ph = mf.resolved.fingerprint, mf.preproc_hash
-    cached: dict[tuple[str, str, str], tuple[float, float]] = {}
+    cached: dict[tuple[str, str, str, str], tuple[float, float]] = {}
     if cache.cache_path().exists():
         with cache.connect(read_only=True) as con:
-            for est, ver, cut, score, secs in con.execute(
-                "SELECT estimator, estimator_version, cut, score, seconds FROM scores WHERE model_fp = ? AND probe_hash = ? AND preproc_hash = ?",
+            for est, ver, ref, cut, score, secs in con.execute(
+                "SELECT estimator, estimator_version, reference, cut, score, seconds FROM scores "
+                "WHERE model_fp = ? AND probe_hash = ? AND preproc_hash = ?",
                 [fp, probe.hash, ph],
             ).fetchall():
-                cached[(est, ver, cut)] = (score, secs)
+                cached[(est, ver, ref, cut)] = (score, secs)
     out, new = [], []
     for est in estimators:
+        ref_key = reference_key if "reference" in est.needs else ""
         for cut in mf.cuts:
-            hit = cached.get((est.name, est.version, cut))
+            hit = cached.get((est.name, est.version, ref_key, cut))
             if hit is not None:
                 score, secs, error = hit[0], hit[1], None
             else:
+                attributions = inputs.get("attributions")
+                cut_inputs = {**inputs, "attributions": None if attributions is None else attributions.get(cut)}
                 t0 = time.perf_counter()
-                score, error = safe_score(est, mf.features[cut], probe.labels, logits=mf.logits)
+                score, error = safe_score(est, mf.features[cut], probe.labels, **cut_inputs)
                 secs = time.perf_counter() - t0
                 if error is None:
-                    new.append([est.name, est.version, fp, probe.hash, ph, cut, score, secs])
+                    new.append([est.name, est.version, ref_key, fp, probe.hash, ph, cut, score, secs])
             out.append({"model": mf.model_id, "cut": cut, "estimator": est.name, "score": score, "error": error, "seconds": secs})
     if new:
         with cache.transaction() as con:
             con.executemany(
-                "INSERT OR REPLACE INTO scores (estimator, estimator_version, model_fp, probe_hash, preproc_hash, cut, score, seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO scores (estimator, estimator_version, reference, model_fp, probe_hash, preproc_hash, cut, score, seconds) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 new,
             )
     return out
+
+
+ATTRIBUTION_GRID = 16  # node vectors: Gradient×Input summed over channels, pooled to 16×16
+
+
+def model_attributions(mf: ModelFeatures, probe: Probe, decoded: "_Decoded", *, img_size: int | None, batch_size: int,
+                       progress: Progress) -> dict[str, np.ndarray]:
+    """DEPARA node attributions of every cut (seed 003 eq. 3) on the probe: cached, else computed."""
+    fp, ph = mf.resolved.fingerprint, mf.preproc_hash
+    key = [fp, probe.hash, ph, ATTRIBUTION_GRID]
+    with cache.connect(read_only=True) as con:
+        done = con.execute("SELECT n_images FROM attribution_runs WHERE model_fp = ? AND probe_hash = ? AND preproc_hash = ? AND grid = ?", key).fetchone()
+        if done is not None and done[0] == len(probe):
+            rows = con.execute("SELECT cut, n, d, data FROM features WHERE model_fp = ? AND probe_hash = ? AND preproc_hash = ? AND kind = 'attributions'",
+                               key[:3]).fetchall()
+            return {cut.removeprefix("attr:"): cache.from_blob(data, n, d) for cut, n, d, data in rows}
+    from advisor.attributions import probe_attributions
+    from advisor.features import probe_batches
+    from advisor.loading import build_model
+
+    _set_threads()
+    probe, images = decoded.get(probe)
+    loaded = build_model(mf.resolved, img_size=img_size)
+    progress.start_model(f"{mf.model_id} (attributions)", len(probe))
+    t0 = time.perf_counter()
+    batches = probe_batches(loaded, probe, batch_size=batch_size, images=images)
+    attrs = probe_attributions(loaded.module, _counting(batches, progress.advance), grid=ATTRIBUTION_GRID)
+    seconds = time.perf_counter() - t0
+    with cache.transaction() as con:
+        con.execute("DELETE FROM features WHERE model_fp = ? AND probe_hash = ? AND preproc_hash = ? AND kind = 'attributions'", key[:3])
+        for pos, (cut, a) in enumerate(attrs.items()):
+            con.execute("INSERT INTO features VALUES (?, ?, ?, ?, ?, 'attributions', ?, ?, ?)",
+                        [fp, probe.hash, ph, f"attr:{cut}", pos, a.shape[0], a.shape[1], cache.to_blob(a)])
+        con.execute("INSERT OR REPLACE INTO attribution_runs (model_fp, probe_hash, preproc_hash, grid, n_images, seconds) VALUES (?, ?, ?, ?, ?, ?)",
+                    key + [len(probe), seconds])
+    progress.end_model(f"{mf.model_id} (attributions)", False)
+    return attrs
+
+
+def _counting(batches, advance):
+    for batch in batches:
+        yield batch
+        advance(len(batch))
 
 
 def best_rows(cut_scores: list[dict], estimators: list[Estimator], models: list[ModelFeatures], probe: Probe) -> list[dict]:
@@ -296,6 +348,7 @@ def rank(
     models: list[str] | None = None,
     estimators: list[str] | None = None,
     *,
+    reference: str | None = None,
     split: str | None = "train",
     max_images: int | None = None,
     seed: int = 0,
@@ -304,12 +357,17 @@ def rank(
     weights_dir: str | Path | None = None,
     offline: bool | None = None,
     progress: Progress | None = None,
+    command: str = "rank",
 ) -> RankResult:
     """Rank candidate ``models`` on ``probe`` with ``estimators``; the CLI's ``advisor rank``.
 
+    ``reference`` is the target-side representation for CKA / II / DEPARA (``labels``, the default
+    for labelled probes, or ``model:<id>[@cut]``; see :mod:`advisor.reference`).
     Returns a :class:`RankResult` whose ``rows`` (one per model × estimator, best cut first-ranked)
     are what ``advisor rank --json`` prints; ``cut_scores`` holds every (model, cut, estimator).
     """
+    from advisor.reference import label_reference, model_reference, parse_reference
+
     progress = progress or Progress()
     models = list(models) if models else default_models()
     ests = [get_estimator(name) for name in (estimators or DEFAULT_ESTIMATORS)]
@@ -320,24 +378,37 @@ def rank(
     ctx = ResolveContext(weights_dir=Path(weights_dir).expanduser() if weights_dir else None, offline=offline)
     if ctx.weights_dir is not None and not ctx.weights_dir.is_dir():
         raise AdvisorError(f"weights dir '{ctx.weights_dir}' is not a folder", "pass a folder of weight files to --weights-dir")
-    # Resolve every id before any work so a typo fails fast and nothing is written.
-    for model_id in dict.fromkeys(models):
-        resolve_model(model_id, ctx)
     probe = prepare_probe(probe, split=split, max_images=max_images, seed=seed)
+    ref_kind, ref_model, ref_cut = parse_reference(reference, probe)
+    # Resolve every id before any work so a typo fails fast and nothing is written.
+    for model_id in dict.fromkeys(models + ([ref_model] if ref_model else [])):
+        resolve_model(model_id, ctx)
     if len(probe) < 4:
         raise AdvisorError(f"probe '{probe.source}' has {len(probe)} images", "estimators need at least 4 images")
+    needs = {n for e in ests for n in e.needs}
     run_id = uuid.uuid4().hex[:12]
     args = {"probe": probe.source, "probe_hash": probe.hash, "models": models, "estimators": [e.name for e in ests],
-            "split": split, "max_images": max_images, "seed": seed, "img_size": img_size}
+            "reference": reference, "split": split, "max_images": max_images, "seed": seed, "img_size": img_size}
     with cache.transaction() as con:
-        con.execute("INSERT INTO runs (run_id, command, args, status) VALUES (?, 'rank', ?, 'running')", [run_id, cache.dumps(args)])
+        con.execute("INSERT INTO runs (run_id, command, args, status) VALUES (?, ?, ?, 'running')", [run_id, command, cache.dumps(args)])
     decoded = _Decoded(progress)
     feats, cut_scores = [], []
+    opts = dict(img_size=img_size, batch_size=batch_size, progress=progress)
     try:
+        ref = None
+        if ref_kind == "model":
+            rmf, probe = model_features(ref_model, probe, decoded, ctx=ctx, **opts)
+            rattr = model_attributions(rmf, probe, decoded, **opts) if "attributions" in needs else None
+            ref = model_reference(ref_model, ref_cut, rmf.resolved.fingerprint, rmf.features, rmf.cuts, rattr)
         for model_id in dict.fromkeys(models):
-            mf, probe = model_features(model_id, probe, decoded, ctx=ctx, img_size=img_size, batch_size=batch_size, progress=progress)
+            mf, probe = model_features(model_id, probe, decoded, ctx=ctx, **opts)
+            if ref_kind == "labels" and ref is None:
+                ref = label_reference(probe)  # after the first model: unreadable images are dropped by then
+            attrs = model_attributions(mf, probe, decoded, **opts) if "attributions" in needs else None
+            inputs = {"logits": mf.logits, "reference": None if ref is None else ref.features,
+                      "reference_attributions": None if ref is None else ref.attributions, "attributions": attrs}
             feats.append(mf)
-            cut_scores += score_model(mf, probe, ests)
+            cut_scores += score_model(mf, probe, ests, inputs, "" if ref is None else ref.key)
         rows = best_rows(cut_scores, ests, feats, probe)
     except BaseException as exc:
         with cache.transaction() as con:
@@ -346,5 +417,4 @@ def rank(
     with cache.transaction() as con:
         con.execute("UPDATE runs SET status = 'done', result = ?, finished_at = current_timestamp WHERE run_id = ?",
                     [cache.dumps([{k: v for k, v in r.items() if k != "cut_scores"} for r in rows]), run_id])
-    return RankResult(rows=rows, cut_scores=cut_scores, probe=probe, models=feats)
-
+    return RankResult(rows=rows, cut_scores=cut_scores, probe=probe, models=feats, reference=None if ref is None else ref.label)

@@ -214,3 +214,33 @@ def test_kill_9_mid_run_leaves_whole_rows_and_resumes(image_folder, tiny_models,
         assert con.execute("SELECT count(DISTINCT model_fp) FROM scores").fetchone()[0] == 1
     result = advisor.rank(str(image_folder), tiny_models, ["knn"], img_size=32)
     assert [r["cached"] for r in result.rows] in ([True, False], [False, True])
+
+
+def test_reference_estimators_and_reference_keyed_scores(image_folder, tiny_models):
+    labels = advisor.rank(str(image_folder), tiny_models[:1], ["cka", "ii", "ii-reverse"], img_size=32)
+    assert labels.reference == "labels (one-hot)"
+    rows = {r["estimator"]: r for r in labels.rows}
+    assert 0 <= rows["cka"]["score"] <= 1 and rows["ii"]["higher_is_better"] is False
+    assert rows["ii"]["score"] == min(v for v in rows["ii"]["cut_scores"].values())
+    # the same model as its own reference: CKA 1 and II ~0 at the reference cut
+    own = advisor.rank(str(image_folder), tiny_models[:1], ["cka", "ii"], img_size=32, reference=f"model:{tiny_models[0]}@blocks.2")
+    cut = {(r["estimator"], r["cut"]): r["score"] for r in own.cut_scores}
+    assert cut[("cka", "blocks.2")] == pytest.approx(1.0) and cut[("ii", "blocks.2")] < 0.2
+    assert cut[("cka", "blocks.2")] != labels.cut_scores[0]["score"]
+    with cache.connect(read_only=True) as con:
+        refs = {r[0] for r in con.execute("SELECT DISTINCT reference FROM scores WHERE estimator = 'cka'").fetchall()}
+    assert len(refs) == 2 and "labels" in refs
+
+
+@pytest.mark.parametrize("reference, message", [
+    ("model:file:/no/such.safetensors?arch=test_resnet", "does not exist"),
+    ("nonsense", "unknown --reference"),
+])
+def test_bad_reference_is_one_line(run_cli, image_folder, tiny_models, reference, message):
+    code, _, err = run_cli("rank", str(image_folder), "--models", tiny_models[0], "-e", "cka", "--img-size", "32", "--reference", reference)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_reference_cut_must_exist(image_folder, tiny_models):
+    with pytest.raises(advisor.AdvisorError, match="has no cut 'nope'"):
+        advisor.rank(str(image_folder), tiny_models[:1], ["cka"], img_size=32, reference=f"model:{tiny_models[0]}@nope")

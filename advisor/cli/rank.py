@@ -60,6 +60,7 @@ def rank(
     probe: str = typer.Argument(..., help="Your images: folder, .csv, .npz or builtin:digits."),
     models: list[str] = typer.Option([], "--models", "-m", help="Candidate model ids (repeat or comma-separate). Default: the embedded EfficientNet-Lites."),
     estimator: list[str] = typer.Option([], "--estimator", "-e", help="Estimator name (repeatable); the first one orders the table. Default: logme, knn."),
+    reference: Optional[str] = typer.Option(None, help="Target reference for cka/ii/depara: labels (default when labelled) or model:<id>[@cut]."),
     split: str = typer.Option("train", help="Split folder / npz prefix to probe when the data has splits."),
     max_images: Optional[int] = typer.Option(None, help="Subsample to at most this many images (stratified, seeded)."),
     seed: int = typer.Option(0, help="Seed of the subsample."),
@@ -74,7 +75,7 @@ def rank(
 
     bar, callbacks = _progress_callbacks()
     try:
-        result = run_rank(probe, _split_models(models) or None, estimator or None, split=split, max_images=max_images,
+        result = run_rank(probe, _split_models(models) or None, estimator or None, reference=reference, split=split, max_images=max_images,
                           seed=seed, img_size=img_size, batch_size=batch_size, weights_dir=weights_dir, progress=callbacks)
     finally:
         bar.stop()
