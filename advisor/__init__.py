@@ -16,6 +16,7 @@ from advisor.estimators import Estimator, get_estimator, list_estimators
 from advisor.hookspecs import hookimpl
 from advisor.models import list_sources, resolve_model
 from advisor.probe import load_probe
+from advisor.layers import layers
 from advisor.ranking import rank
 
 __version__ = "0.1.0"
@@ -25,6 +26,7 @@ __all__ = [
     "EstimatorSkipped",
     "get_estimator",
     "hookimpl",
+    "layers",
     "list_estimators",
     "list_sources",
     "load_probe",

@@ -22,6 +22,7 @@ DEFAULT_PLUGINS = (
     "advisor.plugins.knn",
     "advisor.plugins.cka",
     "advisor.plugins.information_imbalance",
+    "advisor.plugins.depara",
     "advisor.plugins.timm_models",
     "advisor.plugins.hf_hub_models",
     "advisor.plugins.file_models",

@@ -1,5 +1,5 @@
 """The ``advisor`` command line. Each command lives in its own module here:
-``rank.py`` (model selection), ``plugins.py`` (what is installed), ``cache.py`` (the DuckDB cache).
+``rank.py`` (model selection), ``layers.py`` (freeze depth), ``plugins.py`` (what is installed), ``cache.py`` (the DuckDB cache).
 
 Errors become one line on stderr and exit code 2 here, at the edge, and nowhere else.
 """
@@ -23,8 +23,9 @@ app = typer.Typer(
 )
 
 from advisor.cli import cache as _cache  # noqa: E402  (commands register themselves on `app`)
-from advisor.cli import plugins as _plugins  # noqa: E402,F401
 from advisor.cli import rank as _rank  # noqa: E402,F401
+from advisor.cli import layers as _layers  # noqa: E402,F401
+from advisor.cli import plugins as _plugins  # noqa: E402,F401
 
 app.add_typer(_cache.cache_app, name="cache")
 

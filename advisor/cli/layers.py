@@ -1,0 +1,79 @@
+"""``advisor layers``: how many layers of MODEL to freeze for PROBE — per-cut profiles and a pick."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from advisor.cli import app
+from advisor.cli.output import err, fmt, out, print_json
+from advisor.cli.rank import _progress_callbacks
+
+EXAMPLE = """
+Example:
+
+  advisor layers tf_efficientnet_lite0 ../shared/data/pacs_photo -e depara -e cka -e ii --plot layers.png
+
+The first estimator drives the recommendation (argmax over cuts, seed 003 eq. 6, moderated by the
+probe size: small targets favour deeper freezing, seeds 002/004). --reference model:<id>[@cut]
+compares with a model trained on the target instead of the labels.
+"""
+
+
+@app.command(epilog=EXAMPLE)
+def layers(
+    model: str = typer.Argument(..., help="The pretrained model id (as in `advisor rank --models`)."),
+    probe: str = typer.Argument(..., help="Your images: folder, .csv, .npz or builtin:digits."),
+    estimator: list[str] = typer.Option([], "--estimator", "-e", help="Estimators (repeatable); the first drives the pick. Default: depara, cka, ii."),
+    reference: Optional[str] = typer.Option(None, help="Target reference: labels (default when labelled) or model:<id>[@cut]."),
+    split: str = typer.Option("train", help="Split folder / npz prefix when the data has splits."),
+    max_images: Optional[int] = typer.Option(None, help="Subsample to at most this many images (stratified, seeded)."),
+    seed: int = typer.Option(0, help="Seed of the subsample."),
+    img_size: Optional[int] = typer.Option(None, help="Override the model's input size (pixels)."),
+    batch_size: int = typer.Option(32, help="Images per forward pass."),
+    weights_dir: Optional[Path] = typer.Option(None, envvar="ADVISOR_WEIGHTS_DIR", help="Folder mirroring model weights."),
+    plot: Optional[Path] = typer.Option(None, help="Write the profiles with the pick marked to this PNG."),
+    as_json: bool = typer.Option(False, "--json", help="Print the profile as JSON on stdout."),
+) -> None:
+    """Score every cut of MODEL on PROBE and recommend the cut to freeze up to."""
+    from advisor.layers import layers as run_layers
+    from advisor.layers import plot as draw
+
+    bar, callbacks = _progress_callbacks()
+    try:
+        profile = run_layers(model, probe, estimator or None, reference=reference, split=split, max_images=max_images,
+                             seed=seed, img_size=img_size, batch_size=batch_size, weights_dir=weights_dir, progress=callbacks)
+    finally:
+        bar.stop()
+    if plot is not None:
+        draw(profile, str(plot))
+        err.print(f"[dim]plot written to {plot}[/dim]")
+    if as_json:
+        print_json(profile.to_json())
+        return
+    p = profile.result.probe
+    t = Table(title=f"{model} on {p.source}: {p.summary()}, reference: {profile.result.reference}", title_justify="left")
+    t.add_column("cut")
+    for est in profile.estimators:
+        t.add_column(f"{est} {'↑' if profile.higher_is_better[est] else '↓'}", justify="right")
+    rec = profile.recommendation
+    for i, cut in enumerate(profile.cuts):
+        mark = " ◀ freeze up to here" if rec is not None and cut == rec.cut else ""
+        cells = []
+        for est in profile.estimators:
+            s, e = profile.scores[est][i], profile.errors[est][i]
+            cells.append(fmt(s) if s is not None else ("skipped" if e and e.startswith("skipped") else "[red]failed[/red]"))
+        t.add_row(cut + mark, *cells)
+    out.print(t)
+    if rec is None:
+        out.print(f"no recommendation: {profile.estimators[0]} produced no score")
+    else:
+        out.print(f"recommendation: freeze up to [bold]{rec.cut}[/bold] (it and every cut before it); fine-tune the rest.")
+        out.print(f"rule: {rec.rule}")
+    for est in profile.estimators:
+        errs = sorted({e for e in profile.errors[est] if e})
+        if errs:
+            err.print(f"[yellow]{est}:[/yellow] {errs[0]}")

@@ -1,0 +1,145 @@
+"""``advisor.layers``: per-cut profiles of one model and the freeze depth they recommend.
+
+The recommendation (``recommend``) is the cut that maximises the primary estimator's similarity to
+the target (seed 003 eq. 6, k = argmax_k s(G_k, G_e)), moderated by the probe size: small targets
+favour deeper freezing (seed 002: with few target examples the optimal defrosting keeps more
+pretrained layers; seed 004 Table 2: 10–50 examples per class → freeze 5–6 of 7 layers, 100–250 →
+1, ≥ 500 → 0). Concretely, every cut whose score is within a tolerance of the best (after scaling
+the profile to [0, 1]) is a candidate and the deepest candidate is chosen; the tolerance is 10 % of
+the profile's range at ≤ 25 examples per class, 5 % at ≤ 100, and 0 (plain argmax) above.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from advisor.ranking import RankResult, rank
+
+DEFAULT_LAYER_ESTIMATORS = ("depara", "cka", "ii")
+
+
+def tolerance(examples_per_class: float | None) -> float:
+    """Share of the profile's range within which a deeper cut is preferred (see module docstring)."""
+    if examples_per_class is None:
+        return 0.0
+    if examples_per_class <= 25:
+        return 0.10
+    if examples_per_class <= 100:
+        return 0.05
+    return 0.0
+
+
+@dataclass
+class Recommendation:
+    cut: str
+    argmax_cut: str
+    estimator: str
+    tolerance: float
+    examples_per_class: float | None
+    rule: str
+
+
+def recommend(cuts: list[str], scores: list[float | None], higher_is_better: bool, examples_per_class: float | None,
+              estimator: str = "") -> Recommendation | None:
+    """The cut to freeze up to (it and every cut before it frozen), from one estimator's profile."""
+    valid = [(i, s) for i, s in enumerate(scores) if s is not None]
+    if not valid:
+        return None
+    idx = np.array([i for i, _ in valid])
+    vals = np.array([s for _, s in valid], dtype=np.float64) * (1.0 if higher_is_better else -1.0)
+    span = vals.max() - vals.min()
+    norm = (vals - vals.min()) / span if span > 0 else np.ones_like(vals)
+    tol = tolerance(examples_per_class)
+    best = int(idx[int(np.argmax(vals))])
+    pick = int(idx[norm >= 1.0 - tol - 1e-12].max())
+    epc = "unknown" if examples_per_class is None else f"{examples_per_class:.0f}"
+    rule = (f"argmax of {estimator} over cuts (seed 003 eq. 6) is {cuts[best]}; with {epc} examples per class the "
+            f"deepest cut within {tol:.0%} of the best is preferred (small targets favour deeper freezing, seeds 002/004)")
+    return Recommendation(cut=cuts[pick], argmax_cut=cuts[best], estimator=estimator, tolerance=tol,
+                          examples_per_class=examples_per_class, rule=rule)
+
+
+@dataclass
+class LayerProfile:
+    model: str
+    cuts: list[str]
+    estimators: list[str]
+    higher_is_better: dict[str, bool]
+    scores: dict[str, list[float | None]]  # estimator -> score per cut
+    errors: dict[str, list[str | None]]
+    recommendation: Recommendation | None
+    result: RankResult
+
+    def to_json(self) -> dict:
+        rec = self.recommendation
+        return {
+            "model": self.model,
+            "probe": self.result.probe.source,
+            "n_images": len(self.result.probe),
+            "reference": self.result.reference,
+            "cuts": [{"cut": c, **{e: self.scores[e][i] for e in self.estimators}} for i, c in enumerate(self.cuts)],
+            "higher_is_better": self.higher_is_better,
+            "recommendation": None if rec is None else rec.__dict__,
+        }
+
+
+def layers(model: str, probe, estimators: list[str] | None = None, **kwargs) -> LayerProfile:
+    """Score every cut of ``model`` with every estimator and recommend a freeze depth.
+
+    ``kwargs`` go to :func:`advisor.rank` (reference, max_images, img_size, weights_dir, ...).
+    The first estimator drives the recommendation."""
+    from advisor.estimators import list_estimators
+
+    if estimators is None:
+        known = {e.name for e in list_estimators()}
+        estimators = [e for e in DEFAULT_LAYER_ESTIMATORS if e in known]
+    result = rank(probe, [model], estimators, command="layers", **kwargs)
+    mf = result.models[0]
+    by = {(r["estimator"], r["cut"]): r for r in result.cut_scores}
+    scores = {e: [by[(e, c)]["score"] for c in mf.cuts] for e in estimators}
+    errors = {e: [by[(e, c)]["error"] for c in mf.cuts] for e in estimators}
+    hib = {r["estimator"]: r["higher_is_better"] for r in result.rows}
+    probe_ = result.probe
+    epc = len(probe_) / probe_.num_classes if probe_.labels is not None else None
+    primary = estimators[0]
+    rec = recommend(mf.cuts, scores[primary], hib[primary], epc, primary)
+    return LayerProfile(model=model, cuts=mf.cuts, estimators=list(estimators), higher_is_better=hib, scores=scores,
+                        errors=errors, recommendation=rec, result=result)
+
+
+def plot(profile: LayerProfile, path: str) -> None:
+    """Draw every estimator's profile over the cuts (each scaled to [0, 1], better = up) and mark the pick."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = np.arange(len(profile.cuts))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.8 * len(x) + 3), 4.2))
+    for est in profile.estimators:
+        vals = np.array([np.nan if s is None else s for s in profile.scores[est]], dtype=float)
+        if np.all(np.isnan(vals)):
+            continue
+        signed = vals if profile.higher_is_better[est] else -vals
+        lo, hi = np.nanmin(signed), np.nanmax(signed)
+        norm = (signed - lo) / (hi - lo) if hi > lo else np.ones_like(signed)
+        arrow = "" if profile.higher_is_better[est] else " (inverted: lower raw is better)"
+        ax.plot(x, norm, marker="o", label=f"{est}{arrow}  [{np.nanmin(vals):.3g} … {np.nanmax(vals):.3g}]")
+    rec = profile.recommendation
+    if rec is not None:
+        k = profile.cuts.index(rec.cut)
+        ax.axvline(k, color="crimson", linestyle="--", linewidth=1.2)
+        ax.annotate(f"freeze up to {rec.cut}", (k, 1.02), color="crimson", ha="center", fontsize=9)
+    ax.set_xticks(x, profile.cuts, rotation=35, ha="right")
+    ax.set_xlabel("cut point (shallow → deep)")
+    ax.set_ylabel("score scaled to [0, 1] (better ↑)")
+    ax.set_ylim(-0.05, 1.12)
+    p = profile.result.probe
+    ax.set_title(f"{profile.model} on {p.source} ({len(p)} images), reference: {profile.result.reference}", fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
