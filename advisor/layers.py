@@ -131,7 +131,8 @@ def plot(profile: LayerProfile, path: str) -> None:
     if rec is not None:
         k = profile.cuts.index(rec.cut)
         ax.axvline(k, color="crimson", linestyle="--", linewidth=1.2)
-        ax.annotate(f"freeze up to {rec.cut}", (k, 1.02), color="crimson", ha="center", fontsize=9)
+        ha = "right" if k == len(x) - 1 else ("left" if k == 0 else "center")
+        ax.annotate(f"freeze up to {rec.cut}", (k, 1.03), color="crimson", ha=ha, fontsize=9)
     ax.set_xticks(x, profile.cuts, rotation=35, ha="right")
     ax.set_xlabel("cut point (shallow → deep)")
     ax.set_ylabel("score scaled to [0, 1] (better ↑)")
