@@ -1,26 +1,9 @@
 """Leave-one-out cosine k-NN accuracy (plugins/knn.py)."""
 
-import importlib
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-
-def _load(name):
-    """``advisor.plugins.<name>``; from the file when the package is not installed (no ``pip -e``)."""
-    try:
-        return importlib.import_module(f"advisor.plugins.{name}")
-    except ImportError:
-        path = Path(__file__).resolve().parents[1] / "plugins" / f"{name}.py"
-        spec = importlib.util.spec_from_file_location(f"_plugin_{name}", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-
-
-knn_accuracy = _load("knn").knn_accuracy
+from advisor.plugins.knn import knn_accuracy
 
 # Six unit directions (degrees) with labels; cosine similarity only depends on the angle between.
 ANGLES = np.array([0, 10, 30, 90, 100, 120])
@@ -76,7 +59,7 @@ def test_zero_rows_give_no_nan():
 
 
 def test_chunking_does_not_change_the_answer(monkeypatch):
-    module = _load("knn")
+    from advisor.plugins import knn as module
     rng = np.random.default_rng(1)
     x = rng.standard_normal((97, 8))
     y = rng.integers(0, 4, 97)

@@ -1,26 +1,9 @@
 """LogME (plugins/logme.py): the published iris value, and properties any evidence score must have."""
 
-import importlib
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-
-def _load(name):
-    """``advisor.plugins.<name>``; from the file when the package is not installed (no ``pip -e``)."""
-    try:
-        return importlib.import_module(f"advisor.plugins.{name}")
-    except ImportError:
-        path = Path(__file__).resolve().parents[1] / "plugins" / f"{name}.py"
-        spec = importlib.util.spec_from_file_location(f"_plugin_{name}", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-
-
-logme = _load("logme").logme
+from advisor.plugins.logme import logme
 
 
 def _blobs(n=200, d=16, c=4, sep=3.0, seed=0):
@@ -89,7 +72,7 @@ def test_bad_shapes_are_rejected():
 
 
 def test_estimator_ignores_unknown_inputs():
-    module = _load("logme")
+    from advisor.plugins import logme as module
     found = []
     module.register_estimators(register=found.append)
     (est,) = found
