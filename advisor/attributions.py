@@ -26,6 +26,13 @@ That backward only traverses the *prefix* of the network up to cut ``k`` (the gr
 ``‖F_k‖²`` contains nothing deeper), and the forward work is shared by all cuts. Only the input
 gradient is requested, so no weight gradients are computed either. Total cost: one forward with
 grad + the sum over cuts of one prefix backward, instead of one full forward + backward per cut.
+That sum is the floor for exact attributions: each cut needs its own vector-Jacobian product
+through its prefix (they are different linear maps of different cotangents, nothing to share), so
+the cost relative to a plain forward is about ``1 + Σ_k FLOPs(prefix_k) / FLOPs(network)``, which
+depends on where the cuts sit (4.1 for EfficientNet-Lite0, whose cuts are mostly deep; see
+``benchmarks/depara_cost.md``). Batches are processed in chunks of a few images
+(:data:`CHUNK_PIXELS`), on an NHWC copy of the input, which is what makes the CPU cost approach
+that floor.
 
 This module needs torch; callers import it lazily.
 """
@@ -38,7 +45,7 @@ import numpy as np
 
 from advisor.features import cut_names
 
-__all__ = ["cut_attributions", "probe_attributions"]
+__all__ = ["CHUNK_PIXELS", "cut_attributions", "probe_attributions"]
 
 
 def _check_eval(module) -> None:
@@ -53,7 +60,16 @@ def _check_eval(module) -> None:
         )
 
 
-def cut_attributions(module, x, grid: int = 16) -> list[np.ndarray]:
+# Images per backward chunk: about this many input pixels (4 images at 224 px; 196 at 32 px). On
+# CPU the grad-enabled pass of a whole batch of 32 at 224 px keeps gigabytes of activations alive
+# and spends much of its time allocating and faulting in fresh memory; chunks of a few images are
+# ~1.5-2x faster there (benchmarks/depara_cost.md) and bound the memory. Images are independent in
+# eval mode, so chunking does not change the result.
+CHUNK_PIXELS = 4 * 224 * 224
+
+
+def cut_attributions(module, x, grid: int = 16, *, micro_batch: int | None = None,
+                     channels_last: bool = True) -> list[np.ndarray]:
     """Gradient*Input attributions of ``‖F_k(x)‖²`` (eq. 3) for every cut of ``module``.
 
     ``module``: a timm model (``forward_intermediates`` / ``forward_head``) in eval mode.
@@ -62,62 +78,75 @@ def cut_attributions(module, x, grid: int = 16) -> list[np.ndarray]:
     the attribution map ``x ⊙ ∂‖F_k(x)‖²/∂x`` summed over input channels and average-pooled to
     ``grid × grid`` (see the module docstring for why, and how this departs from the paper).
 
-    ``‖F_k‖²`` is summed over the batch before the backward: since images are independent in
-    eval mode, the gradient of the sum w.r.t. image ``b`` is exactly the gradient of image ``b``'s
-    own ``‖F_k(x_b)‖²``, so one backward per cut serves the whole batch.
-    """
-    import torch
-    import torch.nn.functional as F
+    ``micro_batch``: images per grad-enabled pass (default: about :data:`CHUNK_PIXELS` input
+    pixels' worth). ``channels_last``: run the pass on an NHWC copy of the input (oneDNN's
+    convolution backward avoids layout reorders; same numbers up to float rounding).
 
+    Within a chunk ``‖F_k‖²`` is summed over the images before the backward: since images are
+    independent in eval mode, the gradient of the sum w.r.t. image ``b`` is exactly the gradient
+    of image ``b``'s own ``‖F_k(x_b)‖²``, so one backward per cut serves the whole chunk.
+    """
     _check_eval(module)
     if x.ndim != 4:
         raise ValueError(f"x must be [B, C, H, W], got shape {tuple(x.shape)}")
     if grid < 1:
         raise ValueError(f"grid must be >= 1, got {grid}")
+    if micro_batch is None:
+        micro_batch = max(1, CHUNK_PIXELS // max(1, x.shape[-2] * x.shape[-1]))
+    if micro_batch < 1:
+        raise ValueError(f"micro_batch must be >= 1, got {micro_batch}")
     names = cut_names(module)
-    # Leave inference mode / no_grad if the caller is in one; clone so the caller's tensor (maybe an
+    parts = [_chunk_attributions(module, c, grid, channels_last, len(names)) for c in x.split(micro_batch)]
+    return [np.concatenate([p[k] for p in parts]) for k in range(len(names))]
+
+
+def _chunk_attributions(module, x, grid: int, channels_last: bool, n_cuts: int) -> list[np.ndarray]:
+    import torch
+    import torch.nn.functional as F
+
+    # Leave inference mode / no_grad if the caller is in one; copy so the caller's tensor (maybe an
     # inference tensor) is untouched and autograd gets a fresh leaf.
     with torch.inference_mode(False), torch.enable_grad():
-        xg = x.detach().clone().requires_grad_(True)
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        xg = x.detach().clone(memory_format=fmt).requires_grad_(True)
         # ONE forward pass, autograd recording, produces all cuts (unpooled maps) and pre-logits.
         final, intermediates = module.forward_intermediates(xg)
         pre = module.forward_head(final, pre_logits=True)
         outputs = list(intermediates) + [pre]
         del final, intermediates, pre
-        if len(outputs) != len(names):
-            raise RuntimeError(f"{len(outputs)} intermediates but {len(names)} cut names")
+        if len(outputs) != n_cuts:
+            raise RuntimeError(f"{len(outputs)} intermediates but {n_cuts} cut names")
         result = []
         last = len(outputs) - 1
         for i in range(len(outputs)):
-            out = outputs[i]
-            energy = out.float().pow(2).sum()  # Σ_b ‖F_k(x_b)‖²
-            # The graph of `energy` ends at cut k: this backward walks only the prefix of the
-            # network up to cut k, reusing the saved activations of the shared forward. The graph
-            # is kept for the deeper cuts; the deepest (pre_logits, whose prefix is the whole
-            # graph) is last and frees it.
-            (grad,) = torch.autograd.grad(energy, xg, retain_graph=i < last)
+            energy = outputs[i].float().pow(2).sum()  # Σ_b ‖F_k(x_b)‖²
             outputs[i] = None  # drop our reference to this cut's output
+            # The graph of `energy` ends at cut k: this backward walks only the prefix of the
+            # network up to cut k, reusing the saved activations of the shared forward, and
+            # computes no weight gradients (only x is asked for). The graph is kept for the deeper
+            # cuts; the deepest (pre_logits, whose prefix is the whole graph) is last and frees it.
+            (grad,) = torch.autograd.grad(energy, xg, retain_graph=i < last)
             attr = (xg.detach() * grad).sum(dim=1, keepdim=True)  # [B, 1, H, W], channels summed
             attr = F.adaptive_avg_pool2d(attr, (grid, grid)).flatten(1)  # [B, grid²]
             result.append(attr.float().cpu().numpy())
-            del energy, grad, attr, out
+            del energy, grad, attr
         del outputs, xg
     return result
 
 
-def probe_attributions(module, batches: Iterable, grid: int = 16) -> dict[str, np.ndarray]:
+def probe_attributions(module, batches: Iterable, grid: int = 16, **options) -> dict[str, np.ndarray]:
     """:func:`cut_attributions` over an iterable of input batches, concatenated.
 
     ``batches`` yields ``float[B, 3, H, W]`` tensors (or tuples/lists whose first element is one,
     as a DataLoader yields). Returns ``{cut: float32[N, grid * grid]}`` in cut order, N = total
-    number of images.
+    number of images. ``options`` (``micro_batch``, ``channels_last``) go to :func:`cut_attributions`.
     """
     names = cut_names(module)
     chunks: list[list[np.ndarray]] = [[] for _ in names]
     for batch in batches:
         if isinstance(batch, (tuple, list)):
             batch = batch[0]
-        for store, a in zip(chunks, cut_attributions(module, batch, grid=grid)):
+        for store, a in zip(chunks, cut_attributions(module, batch, grid=grid, **options)):
             store.append(a)
     if not chunks[0]:
         return {name: np.zeros((0, grid * grid), np.float32) for name in names}

@@ -41,6 +41,7 @@ class ModelFeatures:
     extract_seconds: float
     from_cache: bool
     preproc_hash: str
+    build: Callable | None = None  # how to rebuild the module when its weights are not a file (scratch)
 
 
 @dataclass
@@ -159,9 +160,14 @@ def model_features(
     img_size: int | None = None,
     batch_size: int = 32,
     progress: Progress,
+    resolved: Resolved | None = None,
+    build=None,
 ) -> tuple[ModelFeatures, Probe]:
-    """Features of every cut of one model on the probe: from the cache, else extracted and stored."""
-    resolved = resolve_model(model_id, ctx)
+    """Features of every cut of one model on the probe: from the cache, else extracted and stored.
+
+    ``resolved``/``build(probe, images) -> LoadedModel`` replace resolving the id and loading its
+    weights (the scratch reference trains its network instead)."""
+    resolved = resolved or resolve_model(model_id, ctx)
     fp = resolved.fingerprint
     if cache.cache_path().exists() and _Validated.done(probe):
         with cache.connect(read_only=True) as con:
@@ -178,14 +184,14 @@ def model_features(
                 if done is not None:
                     feats, logits = _load_features(con, fp, probe.hash, ph)
                     progress.end_model(model_id, True)
-                    return ModelFeatures(model_id, resolved, cuts, feats, logits, done[0], True, ph), probe
+                    return ModelFeatures(model_id, resolved, cuts, feats, logits, done[0], True, ph, build), probe
 
     from advisor.features import cut_names, extract
     from advisor.loading import build_model
 
     _set_threads()
     probe, images = decoded.get(probe)
-    loaded = build_model(resolved, img_size=img_size)
+    loaded = build(probe, images) if build else build_model(resolved, img_size=img_size)
     cuts = cut_names(loaded.module)
     progress.start_model(model_id, len(probe))
     ex = extract(loaded, probe, batch_size=batch_size, images=images, progress=progress.advance)
@@ -209,7 +215,7 @@ def model_features(
             [fp, probe.hash, ph, cache.dumps(loaded.data_config), len(probe), ex.seconds],
         )
     progress.end_model(model_id, False)
-    return ModelFeatures(model_id, resolved, cuts, ex.features, ex.logits, ex.seconds, False, ph), probe
+    return ModelFeatures(model_id, resolved, cuts, ex.features, ex.logits, ex.seconds, False, ph, build), probe
 
 
 def _own_config(loaded, img_size):
@@ -285,7 +291,7 @@ def model_attributions(mf: ModelFeatures, probe: Probe, decoded: "_Decoded", *, 
 
     _set_threads()
     probe, images = decoded.get(probe)
-    loaded = build_model(mf.resolved, img_size=img_size)
+    loaded = mf.build(probe, images) if mf.build else build_model(mf.resolved, img_size=img_size)
     progress.start_model(f"{mf.model_id} (attributions)", len(probe))
     t0 = time.perf_counter()
     batches = probe_batches(loaded, probe, batch_size=batch_size, images=images)
@@ -300,6 +306,19 @@ def model_attributions(mf: ModelFeatures, probe: Probe, decoded: "_Decoded", *, 
                     key + [len(probe), seconds])
     progress.end_model(f"{mf.model_id} (attributions)", False)
     return attrs
+
+
+def _memo(build):
+    """Build once per run: the scratch network is trained at most once even if features and
+    attributions both need it."""
+    made = {}
+
+    def once(probe, images):
+        if "m" not in made:
+            made["m"] = build(probe, images)
+        return made["m"]
+
+    return once
 
 
 def _counting(batches, advance):
@@ -396,10 +415,19 @@ def rank(
     opts = dict(img_size=img_size, batch_size=batch_size, progress=progress)
     try:
         ref = None
-        if ref_kind == "model":
-            rmf, probe = model_features(ref_model, probe, decoded, ctx=ctx, **opts)
+        if ref_kind in ("model", "scratch"):
+            extra = {}
+            if ref_kind == "scratch":
+                from advisor.scratch import scratch_resolved, train_scratch
+
+                resolved = scratch_resolved(probe, seed)
+                extra = dict(resolved=resolved, build=_memo(lambda p, imgs: train_scratch(resolved, p, imgs)))
+                ref_model = "scratch"
+            rmf, probe = model_features(ref_model, probe, decoded, ctx=ctx, **opts, **extra)
             rattr = model_attributions(rmf, probe, decoded, **opts) if "attributions" in needs else None
             ref = model_reference(ref_model, ref_cut, rmf.resolved.fingerprint, rmf.features, rmf.cuts, rattr)
+            if ref_kind == "scratch":
+                ref.label = f"scratch ({rmf.resolved.pretrain})"
         for model_id in dict.fromkeys(models):
             mf, probe = model_features(model_id, probe, decoded, ctx=ctx, **opts)
             if ref_kind == "labels" and ref is None:

@@ -6,7 +6,9 @@
   graph; there are no attributions, so only DEPARA's edge term applies);
 - ``model:<id>[@cut]``: a model already trained on the target (DEPARA's F_e of the target task,
   seed 003 §3.5); ``cut`` defaults to ``pre_logits``. Its features (and attributions when an
-  estimator needs them) come from the same cached pipeline as any candidate.
+  estimator needs them) come from the same cached pipeline as any candidate;
+- ``scratch``: a small network trained from scratch on the probe (seed 002), see
+  :mod:`advisor.scratch`; its pre-logits features serve as the target representation.
 """
 
 from __future__ import annotations
@@ -36,6 +38,10 @@ def parse_reference(spec: str | None, probe: Probe) -> tuple[str, str | None, st
         if probe.labels is None:
             raise AdvisorError("--reference labels needs a labelled probe", "label the images (class sub-folders) or pass --reference model:<id>")
         return "labels", None, None
+    if spec == "scratch":
+        if probe.labels is None:
+            raise AdvisorError("--reference scratch trains on the probe's labels, and this probe has none", "label the images or use --reference model:<id>")
+        return "scratch", None, PRE_LOGITS
     if spec.startswith("model:"):
         rest = spec[len("model:"):]
         # the last '@' names the cut, except the single '@' of an hf-hub revision (hf-hub:org/repo@rev)

@@ -212,3 +212,11 @@ def test_each_cut_backpropagates_only_its_prefix():
     cut_attributions(m, torch.randn(2, 3, 32, 32), grid=GRID)
     # cuts: blocks.0..4 then pre_logits. A module is backpropagated once per cut at or after it.
     assert calls == {"blocks.0": 6, "blocks.2": 4, "blocks.4": 2, "conv_head": 1}
+
+
+def test_chunking_and_layout_do_not_change_results(model, images):
+    x = images[:6]
+    ref = cut_attributions(model, x, grid=GRID, micro_batch=6, channels_last=False)
+    for kw in ({"micro_batch": 1}, {"micro_batch": 4, "channels_last": True}, {}):
+        for a, b in zip(cut_attributions(model, x, grid=GRID, **kw), ref):
+            _close(a, b)

@@ -244,3 +244,28 @@ def test_bad_reference_is_one_line(run_cli, image_folder, tiny_models, reference
 def test_reference_cut_must_exist(image_folder, tiny_models):
     with pytest.raises(advisor.AdvisorError, match="has no cut 'nope'"):
         advisor.rank(str(image_folder), tiny_models[:1], ["cka"], img_size=32, reference=f"model:{tiny_models[0]}@nope")
+
+
+def test_scratch_reference_is_trained_once_seeded_and_cached(image_folder, tiny_models, monkeypatch, tmp_path):
+    first = advisor.rank(str(image_folder), tiny_models[:1], ["cka"], img_size=32, reference="scratch")
+    assert "30 epochs" in first.reference and "resnet20_cifar" in first.reference
+    from advisor import scratch
+
+    def boom(*a, **k):
+        raise AssertionError("retrained a cached scratch reference")
+
+    monkeypatch.setattr(scratch, "train_scratch", boom)
+    again = advisor.rank(str(image_folder), tiny_models[:1], ["cka"], img_size=32, reference="scratch")
+    assert [r["score"] for r in again.cut_scores] == [r["score"] for r in first.cut_scores]
+    monkeypatch.undo()
+    monkeypatch.setenv("ADVISOR_HOME", str(tmp_path / "other-home"))  # a fresh cache retrains: same seed, same numbers
+    fresh = advisor.rank(str(image_folder), tiny_models[:1], ["cka"], img_size=32, reference="scratch")
+    assert [r["score"] for r in fresh.cut_scores] == pytest.approx([r["score"] for r in first.cut_scores], abs=1e-5)
+
+
+def test_scratch_reference_needs_labels(tmp_path, tiny_models):
+    from conftest import write_images
+
+    write_images(tmp_path / "flat", {"x": 6})
+    with pytest.raises(advisor.AdvisorError, match="has none"):
+        advisor.rank(str(tmp_path / "flat" / "x"), tiny_models[:1], ["cka"], img_size=32, reference="scratch")

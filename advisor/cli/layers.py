@@ -28,7 +28,7 @@ def layers(
     model: str = typer.Argument(..., help="The pretrained model id (as in `advisor rank --models`)."),
     probe: str = typer.Argument(..., help="Your images: folder, .csv, .npz or builtin:digits."),
     estimator: list[str] = typer.Option([], "--estimator", "-e", help="Estimators (repeatable); the first drives the pick. Default: depara, cka, ii."),
-    reference: Optional[str] = typer.Option(None, help="Target reference: labels (default when labelled) or model:<id>[@cut]."),
+    reference: Optional[str] = typer.Option(None, help="Target reference: labels (default when labelled), scratch (a ResNet-20 trained on the probe) or model:<id>[@cut]."),
     split: str = typer.Option("train", help="Split folder / npz prefix when the data has splits."),
     max_images: Optional[int] = typer.Option(None, help="Subsample to at most this many images (stratified, seeded)."),
     seed: int = typer.Option(0, help="Seed of the subsample."),

@@ -60,7 +60,7 @@ def rank(
     probe: str = typer.Argument(..., help="Your images: folder, .csv, .npz or builtin:digits."),
     models: list[str] = typer.Option([], "--models", "-m", help="Candidate model ids (repeat or comma-separate). Default: the embedded EfficientNet-Lites."),
     estimator: list[str] = typer.Option([], "--estimator", "-e", help="Estimator name (repeatable); the first one orders the table. Default: logme, knn."),
-    reference: Optional[str] = typer.Option(None, help="Target reference for cka/ii/depara: labels (default when labelled) or model:<id>[@cut]."),
+    reference: Optional[str] = typer.Option(None, help="Target reference for cka/ii/depara: labels (default when labelled), scratch (a ResNet-20 trained on the probe) or model:<id>[@cut]."),
     split: str = typer.Option("train", help="Split folder / npz prefix to probe when the data has splits."),
     max_images: Optional[int] = typer.Option(None, help="Subsample to at most this many images (stratified, seeded)."),
     seed: int = typer.Option(0, help="Seed of the subsample."),
