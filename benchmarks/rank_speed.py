@@ -25,7 +25,7 @@ MODELS = ["tf_efficientnet_lite0", "tf_efficientnet_lite1", "tf_efficientnet_lit
 PROBE = SHARED / "data" / "flowers17"
 
 
-def forward_ratio(model_id: str, n_images: int, reps: int = 2, batch: int = 32) -> dict:
+def forward_ratio(model_id: str, n_images: int, reps: int = 3, batch: int = 32) -> dict:
     import torch
     from timm.data import create_transform
 
@@ -106,7 +106,7 @@ def main() -> None:
         "",
         "## All-cut extraction vs raw forward (goal: ratio ≤ 1.10)",
         "",
-        "Same preprocessed tensors, batches of 32, best of 2 interleaved repeats. *raw* is `model(x)`;",
+        "Same preprocessed tensors, batches of 32, best of 3 interleaved repeats. *raw* is `model(x)`;",
         "*all cuts* is `forward_intermediates` + pooling of every cut + pre-logits + logits, copied to NumPy.",
         "",
         "| model | input px | raw forward s | all-cut extraction s | ratio |",
