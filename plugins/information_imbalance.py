@@ -8,6 +8,8 @@ representation with the target network's by Δ(source → target) = 2/N² Σ_i r
 2,000 is used (exact ranks need O(N²) work). Formula: :func:`advisor.similarity.information_imbalance`.
 """
 
+import numpy as np
+
 from advisor.estimators import Estimator
 from advisor.hookspecs import hookimpl
 from advisor.similarity import information_imbalance
@@ -15,12 +17,20 @@ from advisor.similarity import information_imbalance
 MAX_POINTS = 2000
 
 
+def _informative(features):
+    # A constant cut has no neighbourhoods: every rank would be a tie-break artefact, not a score.
+    f = np.asarray(features, dtype=np.float64)
+    if f.ndim == 2 and np.all(np.isfinite(f)) and np.ptp(f, axis=0).max(initial=0.0) == 0.0:
+        raise ValueError("the cut's features are constant (zero variance): no neighbourhoods to compare")
+    return features
+
+
 def _forward(features, labels=None, *, reference=None, **_):
-    return information_imbalance(features, reference, k=1, max_points=MAX_POINTS)
+    return information_imbalance(_informative(features), reference, k=1, max_points=MAX_POINTS)
 
 
 def _reverse(features, labels=None, *, reference=None, **_):
-    return information_imbalance(reference, features, k=1, max_points=MAX_POINTS)
+    return information_imbalance(reference, _informative(features), k=1, max_points=MAX_POINTS)
 
 
 @hookimpl
