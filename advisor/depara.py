@@ -30,28 +30,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from advisor.similarity import as_matrix
+
 __all__ = ["edges", "label_edges", "depara", "depara_edges_only", "LAMBDA_10PCT", "LAMBDA_1PCT"]
 
 # The paper's trade-off values (§4.2): 10% of the target data -> 1, 1% -> 10.
 LAMBDA_10PCT = 1.0
 LAMBDA_1PCT = 10.0
-
-
-def _as_matrix(name: str, value, min_rows: int = 3) -> np.ndarray:
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be a numeric array, got {type(value).__name__}: {exc}") from exc
-    if arr.ndim != 2:
-        raise ValueError(f"{name} must be 2-D [N, D] (one row per probe image), got shape {arr.shape}")
-    if arr.shape[0] < min_rows:
-        raise ValueError(f"{name} has N = {arr.shape[0]} rows; at least {min_rows} are needed")
-    if arr.shape[1] < 1:
-        raise ValueError(f"{name} has no columns (shape {arr.shape})")
-    if not np.all(np.isfinite(arr)):
-        bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
-        raise ValueError(f"{name} contains {bad} non-finite value(s) (NaN or inf)")
-    return arr
 
 
 def _unit_rows(arr: np.ndarray) -> np.ndarray:
@@ -69,7 +54,7 @@ def edges(features) -> np.ndarray:
     left out (always 1) and so is the lower triangle (the graph is undirected). A zero row has
     cosine 0 with everything.
     """
-    u = _unit_rows(_as_matrix("features", features, min_rows=2))
+    u = _unit_rows(as_matrix("features", features, min_rows=2))
     iu = np.triu_indices(u.shape[0], k=1)
     return np.clip(u @ u.T, -1.0, 1.0)[iu]
 
@@ -117,8 +102,8 @@ def _spearman(ea: np.ndarray, eb: np.ndarray, names: tuple[str, str]) -> float:
 
 
 def _nodes_similarity(nodes_a, nodes_b) -> float:
-    va = _as_matrix("nodes_a", nodes_a)
-    vb = _as_matrix("nodes_b", nodes_b)
+    va = as_matrix("nodes_a", nodes_a)
+    vb = as_matrix("nodes_b", nodes_b)
     if va.shape != vb.shape:
         raise ValueError(
             f"nodes_a and nodes_b must have the same shape [N, P] (same images, same attribution grid): "
@@ -146,8 +131,8 @@ def depara(nodes_a, feats_a, nodes_b, feats_b, lam: float = LAMBDA_10PCT) -> dic
     """
     lam = float(lam)
     nodes = _nodes_similarity(nodes_a, nodes_b)
-    fa = _as_matrix("feats_a", feats_a)
-    fb = _as_matrix("feats_b", feats_b)
+    fa = as_matrix("feats_a", feats_a)
+    fb = as_matrix("feats_b", feats_b)
     n = np.shape(nodes_a)[0]
     if fa.shape[0] != n or fb.shape[0] != n:
         raise ValueError(f"nodes and features must describe the same N images: nodes N = {n}, "
@@ -173,11 +158,11 @@ def depara_edges_only(feats_a, feats_b_or_label_graph, lam: float = LAMBDA_10PCT
     Returns ``{"nodes": None, "edges": rho, "score": lam * rho}``.
     """
     lam = float(lam)
-    fa = _as_matrix("feats_a", feats_a)
+    fa = as_matrix("feats_a", feats_a)
     ea = edges(fa)
     ref = np.asarray(feats_b_or_label_graph, dtype=np.float64)
     if ref.ndim == 2:
-        fb = _as_matrix("feats_b", ref)
+        fb = as_matrix("feats_b", ref)
         if fb.shape[0] != fa.shape[0]:
             raise ValueError(f"feats_a and feats_b must describe the same N images: {fa.shape[0]} vs {fb.shape[0]}")
         eb = edges(fb)

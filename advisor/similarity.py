@@ -44,15 +44,16 @@ _REL_TOL = 1e-10
 # ----------------------------------------------------------------------------------------------
 # validation
 # ----------------------------------------------------------------------------------------------
-def _as_matrix(name: str, value) -> np.ndarray:
+def as_matrix(name: str, value, min_rows: int = 4) -> np.ndarray:
+    """``value`` as a finite float64 [N, D] matrix with N >= ``min_rows``; ValueError naming ``name`` otherwise."""
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{name} must be a numeric array, got {type(value).__name__}: {exc}") from exc
     if arr.ndim != 2:
         raise ValueError(f"{name} must be 2-D [N, D] (one row per point), got shape {arr.shape}")
-    if arr.shape[0] < 4:
-        raise ValueError(f"{name} has N = {arr.shape[0]} points; at least 4 are needed")
+    if arr.shape[0] < min_rows:
+        raise ValueError(f"{name} has N = {arr.shape[0]} points; at least {min_rows} are needed")
     if arr.shape[1] < 1:
         raise ValueError(f"{name} has no features (shape {arr.shape})")
     if not np.all(np.isfinite(arr)):
@@ -62,8 +63,8 @@ def _as_matrix(name: str, value) -> np.ndarray:
 
 
 def _validate_pair(x, y, names: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
-    a = _as_matrix(names[0], x)
-    b = _as_matrix(names[1], y)
+    a = as_matrix(names[0], x)
+    b = as_matrix(names[1], y)
     if a.shape[0] != b.shape[0]:
         raise ValueError(
             f"{names[0]} and {names[1]} must describe the same points (same N): "
