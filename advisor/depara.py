@@ -126,7 +126,7 @@ def depara(nodes_a, feats_a, nodes_b, feats_b, lam: float = LAMBDA_10PCT) -> dic
     "score": nodes + lam * edges}`` (floats). A zero attribution vector has cosine 0 (not NaN).
     Both terms lie in [-1, 1], so a graph compared with itself scores ``1 + λ`` (when no
     attribution vector is zero). For layer selection (eq. 6) take the cut with the highest score.
-    Raises ``ValueError`` on mismatched shapes, non-finite values, fewer than 3 images, or a
+    Raises ``ValueError`` on mismatched shapes, non-finite values, fewer than 4 images, or a
     constant edge vector (Spearman undefined).
     """
     lam = float(lam)

@@ -11,8 +11,8 @@ from advisor.depara import depara, depara_edges_only, edges, label_edges
 torch = pytest.importorskip("torch")
 timm = pytest.importorskip("timm")
 
-from advisor.attributions import cut_attributions, probe_attributions  # noqa: E402
-from advisor.features import cut_names  # noqa: E402
+from advisor.attributions import cut_attributions, probe_attributions
+from advisor.features import cut_names
 
 GRID = 4
 
@@ -220,3 +220,10 @@ def test_chunking_and_layout_do_not_change_results(model, images):
     for kw in ({"micro_batch": 1}, {"micro_batch": 4, "channels_last": True}, {}):
         for a, b in zip(cut_attributions(model, x, grid=GRID, **kw), ref):
             _close(a, b)
+
+
+def test_probe_attributions_accepts_loader_tuples(model, images, attrs):
+    out = probe_attributions(model, [(images[:5], None), (images[5:], None)], grid=GRID)
+    for name in attrs:
+        _close(out[name], attrs[name])
+    assert probe_attributions(model, [], grid=GRID)["pre_logits"].shape == (0, GRID * GRID)
