@@ -54,16 +54,19 @@ def forward_ratio(model_id: str, n_images: int, reps: int = 3, batch: int = 32) 
             if logits is not None:
                 logits.float().numpy()
 
-    times = {"raw": [], "all": []}
+    times = {"raw": [], "all": [], "raw_cpu": [], "all_cpu": []}
     with torch.inference_mode():
         m(batches[0]), forward_all_cuts(m, batches[0])  # warm-up
         for _ in range(reps):  # interleaved so drift hits both alike
             for name, fn in (("raw", raw), ("all", all_cuts)):
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 fn()
                 times[name].append(time.perf_counter() - t0)
+                times[name + "_cpu"].append(time.process_time() - c0)
     r, a = min(times["raw"]), min(times["all"])
-    return {"model": model_id, "n": len(probe), "size": cfg["input_size"][-1], "raw": r, "all": a, "ratio": a / r}
+    rc, ac = min(times["raw_cpu"]), min(times["all_cpu"])
+    return {"model": model_id, "n": len(probe), "size": cfg["input_size"][-1], "raw": r, "all": a, "ratio": a / r,
+            "cpu_ratio": ac / rc}
 
 
 def cold_warm(models: list[str], n_images: int) -> dict:
@@ -90,10 +93,11 @@ def main() -> None:
         sys.exit("../shared/data/flowers17 is absent: this benchmark needs the shared models and data")
     import torch
 
+    load0 = f"{os.getloadavg()[0]:.1f}"
     rows = []
     for model_id in MODELS:
         rows.append(forward_ratio(model_id, args.images))
-        print(f"{model_id}: ratio {rows[-1]['ratio']:.3f}", file=sys.stderr)
+        print(f"{model_id}: ratio {rows[-1]['ratio']:.3f} (CPU time {rows[-1]['cpu_ratio']:.3f})", file=sys.stderr, flush=True)
     cw = cold_warm(MODELS, args.images)
     lines = [
         "# `advisor rank` speed",
@@ -103,16 +107,17 @@ def main() -> None:
         f"torch {torch.__version__} ({torch.get_num_threads()} threads), Python {platform.python_version()}",
         f"- command: `.venv/bin/python benchmarks/rank_speed.py --images {args.images}`",
         f"- probe: flowers17 train, {args.images} images (stratified subsample)",
+        f"- load average at start / end: {load0} / {os.getloadavg()[0]:.1f} (the machine is shared; the CPU-time ratio is the less noisy one)",
         "",
         "## All-cut extraction vs raw forward (goal: ratio ≤ 1.10)",
         "",
         "Same preprocessed tensors, batches of 32, best of 3 interleaved repeats. *raw* is `model(x)`;",
         "*all cuts* is `forward_intermediates` + pooling of every cut + pre-logits + logits, copied to NumPy.",
         "",
-        "| model | input px | raw forward s | all-cut extraction s | ratio |",
-        "|---|---:|---:|---:|---:|",
+        "| model | input px | raw forward s | all-cut extraction s | ratio (wall) | ratio (CPU time) |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
-    lines += [f"| {r['model']} | {r['size']} | {r['raw']:.2f} | {r['all']:.2f} | {r['ratio']:.3f} |" for r in rows]
+    lines += [f"| {r['model']} | {r['size']} | {r['raw']:.2f} | {r['all']:.2f} | {r['ratio']:.3f} | {r['cpu_ratio']:.3f} |" for r in rows]
     lines += [
         "",
         "## Cold vs warm `advisor rank` (goal: ≥ 20×)",
