@@ -64,8 +64,8 @@ class RankResult:
 
 
 def _set_threads() -> None:
-    # Measured on the 2-core dev machine: 2 threads beat 1 for CNN forward passes (1.42 s vs
-    # 2.07 s per 32 images at 224 px); ADVISOR_THREADS overrides.
+    # torch's default (one thread per core) won every case in benchmarks/threads.md;
+    # ADVISOR_THREADS overrides (e.g. 1 on a machine shared with other jobs).
     import torch
 
     if os.environ.get("ADVISOR_THREADS"):
