@@ -421,15 +421,8 @@ def information_imbalance_pair(A, B, k: int = 1, max_points: int | None = None, 
     Raises ValueError for non-2-D / non-finite inputs, N < 4, different N, k not an integer in
     [1, n_used - 1], or max_points < 4.
     """
-    a, b = _validate_pair(A, B, ("A", "B"))
-    idx = _subset(a.shape[0], max_points, seed)
-    if idx is not None:
-        a, b = a[idx], b[idx]
-    n = a.shape[0]
-    k = _check_k(k, n)
-    total_ab, total_ba = _rank_sums(a, b, k, both=True)
-    norm = 2.0 / (float(n) * n * k)
-    return {"a_to_b": total_ab * norm, "b_to_a": total_ba * norm, "n_used": int(n)}
+    ab, ba, n = _imbalances(A, B, k, max_points, seed, both=True)
+    return {"a_to_b": ab, "b_to_a": ba, "n_used": n}
 
 
 def information_imbalance(A, B, k: int = 1, max_points: int | None = None, seed: int = 0) -> float:
@@ -437,11 +430,17 @@ def information_imbalance(A, B, k: int = 1, max_points: int | None = None, seed:
     ~1: not at all). Same definition, conventions and arguments as
     :func:`information_imbalance_pair` (Glielmo et al. 2022; seed 002, "Representation
     similarity and transferability"), computing only this direction."""
+    return _imbalances(A, B, k, max_points, seed, both=False)[0]
+
+
+def _imbalances(A, B, k, max_points, seed, both: bool) -> tuple[float, float | None, int]:
+    """Validate, subsample, and return (Delta(A->B), Delta(B->A) or None, points used)."""
     a, b = _validate_pair(A, B, ("A", "B"))
     idx = _subset(a.shape[0], max_points, seed)
     if idx is not None:
         a, b = a[idx], b[idx]
     n = a.shape[0]
     k = _check_k(k, n)
-    total_ab, _ = _rank_sums(a, b, k, both=False)
-    return float(total_ab * 2.0 / (float(n) * n * k))
+    total_ab, total_ba = _rank_sums(a, b, k, both=both)
+    norm = 2.0 / (float(n) * n * k)
+    return float(total_ab * norm), (float(total_ba * norm) if both else None), int(n)
