@@ -12,6 +12,7 @@ the profile's range at ≤ 25 examples per class, 5 % at ≤ 100, and 0 (plain a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -138,7 +139,8 @@ def plot(profile: LayerProfile, path: str) -> None:
     ax.set_ylabel("score scaled to [0, 1] (better ↑)")
     ax.set_ylim(-0.05, 1.12)
     p = profile.result.probe
-    ax.set_title(f"{profile.model} on {p.source} ({len(p)} images), reference: {profile.result.reference}", fontsize=10)
+    where = Path(p.source).name or p.source  # the folder's name, not the whole path
+    ax.set_title(f"{profile.model} on {where} ({len(p)} images), reference: {profile.result.reference}", fontsize=10)
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(alpha=0.3)
     fig.tight_layout()
