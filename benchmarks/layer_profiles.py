@@ -56,7 +56,7 @@ def main() -> None:
         agree = len({picks[e].cut for e in ESTIMATORS if picks[e]}) == 1
         lines += ["", "Recommended cut (◀) per estimator: " + ", ".join(f"{e} → {picks[e].cut}" for e in ESTIMATORS if picks[e])
                   + (" — **all agree**." if agree else " — **they disagree**."),
-                  f"Argmax per estimator: " + ", ".join(f"{e} → {picks[e].argmax_cut}" for e in ESTIMATORS if picks[e]) + ".",
+                  "Argmax per estimator: " + ", ".join(f"{e} → {picks[e].argmax_cut}" for e in ESTIMATORS if picks[e]) + ".",
                   "", f"![{model}]({png.name})", ""]
         print(f"{model}: done in {secs:.0f} s", flush=True)
     out = REPO / "docs" / "layer_profiles.md"
