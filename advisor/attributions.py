@@ -31,9 +31,9 @@ through its prefix (they are different linear maps of different cotangents, noth
 the cost relative to a plain forward is about ``1 + Σ_k FLOPs(prefix_k) / FLOPs(network)``, which
 depends on where the cuts sit (4.1 for EfficientNet-Lite0, whose cuts are mostly deep; see
 ``benchmarks/depara_cost.md``). Batches are processed in chunks of a few images
-(:data:`CHUNK_PIXELS`), on an NHWC copy of the input, which brings the CPU cost near that floor
-(5.1x a plain batch-32 forward for EfficientNet-Lite0 on 2 cores, against 14x for a fresh forward
-+ backward per cut).
+(:data:`CHUNK_PIXELS`), on an NHWC copy of the input. Measured on 2 CPU cores: 6.0x the
+advisor's own (chunked, NHWC) forward for EfficientNet-Lite0 and 4.5x for ResNet-56-CIFAR,
+against FLOP floors of 4.1 and 4.0, and 18x / 10x for a fresh forward + backward per cut.
 
 This module needs torch; callers import it lazily.
 """
@@ -44,7 +44,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from advisor.features import cut_names
+from advisor.features import CHUNK_PIXELS, cut_names, micro_batches
 
 __all__ = ["CHUNK_PIXELS", "cut_attributions", "probe_attributions"]
 
@@ -61,13 +61,10 @@ def _check_eval(module) -> None:
         )
 
 
-# Images per backward chunk: about this many input pixels (4 images at 224 px; 196 at 32 px). On
-# CPU the grad-enabled pass of a whole batch of 32 at 224 px keeps gigabytes of activations alive
-# and spends much of its time allocating and faulting in fresh memory; chunks of a few images are
-# much faster there (EfficientNet-Lite0, 16 images at 224 px, 1 thread, 2-core machine: 4.1 s CPU
-# in one pass, 2.3-2.6 s in chunks of 1-4, 3.4 s in chunks of 8) and bound the memory. NHWC saves
-# a further ~10% there. Images are independent in eval mode, so chunking does not change the result.
-CHUNK_PIXELS = 4 * 224 * 224
+# Backward chunks: the grad-enabled pass of a whole batch of 32 at 224 px keeps gigabytes of
+# activations alive and spends much of its time faulting in fresh memory; chunks of a few images
+# (features.CHUNK_PIXELS) are much faster on CPU (EfficientNet-Lite0, 16 images at 224 px, 1 thread:
+# 4.1 s CPU in one pass, 2.3-2.6 s in chunks of 1-4) and bound the memory. NHWC saves ~10% more.
 
 
 def cut_attributions(module, x, grid: int = 16, *, micro_batch: int | None = None,
@@ -93,24 +90,22 @@ def cut_attributions(module, x, grid: int = 16, *, micro_batch: int | None = Non
         raise ValueError(f"x must be [B, C, H, W], got shape {tuple(x.shape)}")
     if grid < 1:
         raise ValueError(f"grid must be >= 1, got {grid}")
-    if micro_batch is None:
-        micro_batch = max(1, CHUNK_PIXELS // max(1, x.shape[-2] * x.shape[-1]))
-    if micro_batch < 1:
+    if micro_batch is not None and micro_batch < 1:
         raise ValueError(f"micro_batch must be >= 1, got {micro_batch}")
+    pixels = micro_batch * x.shape[-2] * x.shape[-1] if micro_batch else CHUNK_PIXELS
     names = cut_names(module)
-    parts = [_chunk_attributions(module, c, grid, channels_last, len(names)) for c in x.split(micro_batch)]
+    parts = [_chunk_attributions(module, c, grid, len(names)) for c in micro_batches(x, pixels, channels_last)]
     return [np.concatenate([p[k] for p in parts]) for k in range(len(names))]
 
 
-def _chunk_attributions(module, x, grid: int, channels_last: bool, n_cuts: int) -> list[np.ndarray]:
+def _chunk_attributions(module, x, grid: int, n_cuts: int) -> list[np.ndarray]:
     import torch
     import torch.nn.functional as F
 
     # Leave inference mode / no_grad if the caller is in one; copy so the caller's tensor (maybe an
     # inference tensor) is untouched and autograd gets a fresh leaf.
     with torch.inference_mode(False), torch.enable_grad():
-        fmt = torch.channels_last if channels_last else torch.contiguous_format
-        xg = x.detach().clone(memory_format=fmt).requires_grad_(True)
+        xg = x.detach().clone(memory_format=torch.preserve_format).requires_grad_(True)
         # ONE forward pass, autograd recording, produces all cuts (unpooled maps) and pre-logits.
         final, intermediates = module.forward_intermediates(xg)
         pre = module.forward_head(final, pre_logits=True)
