@@ -1,0 +1,99 @@
+"""H-score and its shrinkage (regularised) form.
+
+References:
+
+* H-score: Yajie Bao, Yang Li, Shao-Lun Huang, Lin Zhang, Lizhong Zheng, Amir Zamir, Leonidas Guibas,
+  "An Information-Theoretic Approach to Transferability in Task Transfer Learning", ICIP 2019:
+  ``H(f) = tr(cov(f)^-1 cov(E[f | y]))``.
+* Shrinkage H-score: Shibal Ibrahim, Natalia Ponomareva, Rahul Mazumder, "Newer is not always better:
+  Rethinking transferability metrics, their peculiarities, stability and performance", ECML-PKDD 2022:
+  ``H_alpha(f) = tr(cov_alpha(f)^-1 (1 - alpha) cov(E[f | y]))`` with the Ledoit-Wolf estimate
+  ``cov_alpha(f) = (1 - alpha) cov(f) + alpha sigma I``, ``sigma = tr(cov(f)) / D``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from advisor.estimators import Estimator
+from advisor.hookspecs import hookimpl
+from advisor.similarity import as_matrix
+
+
+def _spectrum(features, labels) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Thin SVD of the centred features ``F_c = U S V^T`` (float64): the nonzero singular values ``s``
+    [r], ``||P u_k||^2`` [r] (P replaces each row by its class mean, so ``P F_c`` holds E[f | y]), N, D.
+
+    With covariances ``cov(f) = F_c^T F_c / N`` and ``cov(E[f|y]) = F_c^T P F_c / N`` both live in
+    span(V); in that basis ``cov(f)`` is ``diag(s^2) / N`` and the diagonal of ``cov(E[f|y])`` is
+    ``s^2 ||P u_k||^2 / N``, which is all a trace against a function of ``cov(f)`` needs.
+    """
+    F = as_matrix("features", features, min_rows=2)
+    n = F.shape[0]
+    y = np.asarray(labels)
+    if y.shape != (n,):
+        raise ValueError(f"labels must have shape ({n},), got {y.shape}")
+    y = np.unique(y, return_inverse=True)[1].reshape(n)
+    Fc = F - F.mean(axis=0)
+    u, s, _ = np.linalg.svd(Fc, full_matrices=False)
+    # Same rank tolerance as np.linalg.matrix_rank: smaller singular values are rounding noise
+    # (duplicated or constant columns), the pseudo-inverse's null space.
+    rank = int(np.sum(s > s[:1].max(initial=0.0) * max(Fc.shape) * np.finfo(np.float64).eps))
+    u, s = u[:, :rank], s[:rank]
+    counts = np.bincount(y).astype(np.float64)
+    class_sums = np.zeros((len(counts), rank))
+    np.add.at(class_sums, y, u)
+    pu2 = np.sum(class_sums**2 / counts[:, None], axis=0)  # ||P u_k||^2 = sum_c n_c mean_c(u_k)^2
+    return s, pu2, n, F.shape[1]
+
+
+def hscore(features: np.ndarray, labels: np.ndarray) -> float:
+    """H-score (Bao et al. 2019): ``tr(pinv(cov(f)) cov(E[f | y]))``, higher is better.
+
+    ``features``: float[N, D]; ``labels``: [N]. The pseudo-inverse keeps the directions above the
+    ``matrix_rank`` tolerance, so duplicated or constant columns change nothing; the score lies in
+    ``[0, C - 1]`` and reaches ``C - 1`` whenever D >= N - 1 (the features fit any labelling, the
+    over-fitting the shrinkage form addresses). Computed as ``sum_k ||P u_k||^2`` (see ``_spectrum``).
+    """
+    _, pu2, _, _ = _spectrum(features, labels)
+    return float(np.sum(pu2))
+
+
+def hscore_shrinkage(features: np.ndarray, labels: np.ndarray, alpha: float | None = None) -> float:
+    """Shrinkage H-score (Ibrahim et al. 2022): ``tr(cov_alpha(f)^-1 (1 - alpha) cov(E[f | y]))``.
+
+    ``features``: float[N, D]; ``labels``: [N]. ``cov_alpha(f) = (1 - alpha) cov(f) + alpha sigma I``
+    with ``sigma = tr(cov(f)) / D`` and ``alpha`` from scikit-learn's Ledoit-Wolf estimate
+    (``sklearn.covariance.ledoit_wolf_shrinkage``) unless given. Both covariances use 1/N (the
+    Ledoit-Wolf convention; the reference code mixes 1/N and 1/(N-1)). In the eigenbasis of cov(f):
+
+        H_alpha = (1 - alpha) sum_k (s_k^2 ||P u_k||^2 / N) / ((1 - alpha) s_k^2 / N + alpha sigma).
+
+    Zero features give 0.
+    """
+    s, pu2, n, d = _spectrum(features, labels)
+    if alpha is None:
+        from sklearn.covariance import ledoit_wolf_shrinkage
+
+        F = as_matrix("features", features, min_rows=2)
+        alpha = float(ledoit_wolf_shrinkage(F - F.mean(axis=0), assume_centered=True))
+    lam = s**2 / n  # nonzero eigenvalues of cov(f)
+    sigma = lam.sum() / d
+    denom = (1.0 - alpha) * lam + alpha * sigma
+    if not np.all(denom > 0):  # alpha = 0 is only reached with some variance, so this is all-zero features
+        return 0.0
+    return float((1.0 - alpha) * np.sum(lam * pu2 / denom))
+
+
+@hookimpl
+def register_estimators(register):
+    register(Estimator(
+        name="hscore", fn=lambda features, labels, **_: hscore(features, labels), version="1",
+        needs=("labels",),
+        description="H-score (Bao et al., ICIP 2019): tr(pinv(cov f) cov(E[f|y]))",
+    ))
+    register(Estimator(
+        name="hscore-shrinkage", fn=lambda features, labels, **_: hscore_shrinkage(features, labels), version="1",
+        needs=("labels",),
+        description="shrinkage H-score (Ibrahim et al., 2022): H-score with the Ledoit-Wolf covariance",
+    ))
