@@ -26,8 +26,10 @@ from advisor.cli import cache as _cache  # noqa: E402  (commands register themse
 from advisor.cli import rank as _rank  # noqa: E402,F401
 from advisor.cli import layers as _layers  # noqa: E402,F401
 from advisor.cli import plugins as _plugins  # noqa: E402,F401
+from advisor.cli import domain as _domain  # noqa: E402
 
 app.add_typer(_cache.cache_app, name="cache")
+app.add_typer(_domain.domain_app, name="domain")
 
 
 def main(argv: list[str] | None = None) -> None:
