@@ -1,0 +1,61 @@
+"""``linear``: cross-validated logistic-regression accuracy on the cut's features, the honest baseline.
+
+What every transferability estimator tries to predict cheaply is roughly this number: how well a
+linear classifier on the frozen features does on held-out target data.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from advisor.estimators import Estimator
+from advisor.hookspecs import hookimpl
+from advisor.similarity import as_matrix
+
+MAX_FOLDS = 5
+SEED = 0
+MAX_ITER = 1000
+
+
+def linear_probe_accuracy(features: np.ndarray, labels: np.ndarray, folds: int = MAX_FOLDS, seed: int = SEED) -> float:
+    """Mean held-out accuracy of a logistic regression, over stratified k folds. Higher is better.
+
+    ``features``: float[N, D] (float64); ``labels``: [N]. ``k = min(folds, smallest class count)``
+    (>= 2 needed), scikit-learn ``StratifiedKFold(k, shuffle=True, random_state=seed)``; in each fold
+    a ``StandardScaler`` (fitted on the training part; constant columns stay 0) feeds a default
+    ``LogisticRegression`` (L2, C = 1, lbfgs, multinomial, up to 1000 iterations; a fold that stops
+    short of convergence still counts).
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    F = as_matrix("features", features, min_rows=2)
+    n = F.shape[0]
+    y = np.asarray(labels)
+    if y.shape != (n,):
+        raise ValueError(f"labels must have shape ({n},), got {y.shape}")
+    y = np.unique(y, return_inverse=True)[1].reshape(n)
+    counts = np.bincount(y)
+    if len(counts) < 2:
+        raise ValueError("the linear probe needs at least 2 classes")
+    k = min(int(folds), int(counts.min()))
+    if k < 2:
+        raise ValueError(f"the linear probe needs >= 2 examples of every class for cross-validation; the smallest class has {counts.min()}")
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=MAX_ITER))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning on separable folds
+        scores = cross_val_score(model, F, y, cv=StratifiedKFold(k, shuffle=True, random_state=seed))
+    return float(np.mean(scores))
+
+
+@hookimpl
+def register_estimators(register):
+    register(Estimator(
+        name="linear", fn=lambda features, labels, **_: linear_probe_accuracy(features, labels), version="1",
+        needs=("labels",),
+        description="linear probe: stratified k-fold (k <= 5) logistic-regression accuracy on standardised features",
+    ))

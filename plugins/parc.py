@@ -1,0 +1,71 @@
+"""PARC: Pairwise Annotation Representation Comparison.
+
+Reference: Daniel Bolya, Rohit Mittapalli, Judy Hoffman, "Scalable Diverse Model Selection for Accessible
+Transfer Learning", NeurIPS 2021 (Sec. 4: PARC, the Spearman correlation of two dissimilarity matrices).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.stats import rankdata
+
+from advisor.estimators import Estimator
+from advisor.hookspecs import hookimpl
+from advisor.similarity import as_matrix
+
+PCA_DIMS = 32  # the paper reduces features to 32 dimensions with PCA first
+SEED = 0
+
+
+def _row_correlations(X: np.ndarray) -> np.ndarray:
+    """Pearson correlation between the rows of ``X`` [N, D] -> [N, N]; a constant row correlates 0."""
+    Xc = X - X.mean(axis=1, keepdims=True)
+    norms = np.linalg.norm(Xc, axis=1, keepdims=True)
+    Xn = np.divide(Xc, norms, out=np.zeros_like(Xc), where=norms > 1e-12 * max(1.0, float(norms.max())))
+    return Xn @ Xn.T
+
+
+def parc(features: np.ndarray, labels: np.ndarray, pca_dims: int | None = PCA_DIMS) -> float:
+    """PARC (Bolya et al. 2021): Spearman correlation of the upper triangles of two dissimilarity
+    matrices, ``1 - pearson(f_i, f_j)`` of the features and ``1 - pearson(e_{y_i}, e_{y_j})`` of the
+    one-hot labels. Higher is better; in [-1, 1] (the reference code reports it x 100).
+
+    ``features``: float[N, D] (float64), PCA-reduced to ``min(32, N, D)`` dimensions (scikit-learn,
+    fixed seed; ``pca_dims=None``: as given), then each column standardised (as the reference code);
+    ``labels``: [N] with >= 2 classes. The label dissimilarity takes two values (0 within a class,
+    ``1 + 1/(C - 1)`` across classes), so its Spearman correlation with the feature dissimilarities is
+    the Pearson correlation of the latter's (tie-averaged) ranks with the "different class" indicator,
+    which is how it is computed. A constant feature row correlates 0 with every other row; when every
+    feature dissimilarity is equal the score is 0 (no information).
+    """
+    F = as_matrix("features", features, min_rows=3)
+    n = F.shape[0]
+    y = np.asarray(labels)
+    if y.shape != (n,):
+        raise ValueError(f"labels must have shape ({n},), got {y.shape}")
+    y = np.unique(y, return_inverse=True)[1].reshape(n)
+    if y.max() < 1:
+        raise ValueError("PARC needs at least 2 classes")
+    F = F - F.mean(axis=0)
+    if pca_dims is not None and np.any(F):
+        from sklearn.decomposition import PCA
+
+        F = PCA(n_components=min(int(pca_dims), *F.shape), random_state=SEED).fit_transform(F)
+    std = F.std(axis=0)
+    F = np.divide(F - F.mean(axis=0), std, out=np.zeros_like(F), where=std > 0)
+    iu = np.triu_indices(n, 1)
+    dissim = 1.0 - _row_correlations(F)[iu]
+    different = (y[iu[0]] != y[iu[1]]).astype(np.float64)
+    ranks = rankdata(dissim)
+    if np.ptp(ranks) == 0 or np.ptp(different) == 0:
+        return 0.0
+    return float(np.corrcoef(ranks, different)[0, 1])
+
+
+@hookimpl
+def register_estimators(register):
+    register(Estimator(
+        name="parc", fn=lambda features, labels, **_: parc(features, labels), version="1",
+        needs=("labels",),
+        description="PARC (Bolya et al., NeurIPS 2021): Spearman correlation of feature and label dissimilarities, PCA-32",
+    ))
