@@ -435,8 +435,13 @@ def predict(G: float, W: float, N: float, fit: Fit | None = None, level: float =
     names = ("G", "W", "lnN")
     # outside the fitting rows' range (|z| beyond the largest |z| of the fitting rows, ~1.7-2.9 for Table 2)
     extrapolated = [n for n, v in zip(names, z) if abs(v) > 3.0]
-    return Forecast(T=math.exp(ln_t), low=math.exp(ln_t - half), high=math.exp(ln_t + half), level=level,
+    return Forecast(T=_exp(ln_t), low=_exp(ln_t - half), high=_exp(ln_t + half), level=level,
                     z=tuple(float(v) for v in z), fit=fit, extrapolated=extrapolated)
+
+
+def _exp(v: float) -> float:
+    """exp that saturates instead of overflowing (a far extrapolation can give ln T in the thousands)."""
+    return math.exp(max(-700.0, min(700.0, v)))
 
 
 def t_tertiles() -> tuple[float, float]:
