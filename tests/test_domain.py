@@ -301,3 +301,10 @@ def test_refit_from_csv(run_cli, tmp_path, image_folder):
     text.write_text("G,W,N,T\n1,2,x,4\n")
     _one_line_error(run_cli("domain", str(image_folder), "--refit-from", str(text)), "row 2 is not numeric")
     _one_line_error(run_cli("domain", str(image_folder), "--refit-from", str(tmp_path / "missing.csv")), "does not exist")
+
+
+def test_usage_errors_are_one_line(run_cli, image_folder):
+    _one_line_error(run_cli("domain", "show"), "Missing argument")
+    _one_line_error(run_cli("domain", str(image_folder), "--bogus"), "No such option: --bogus")
+    _one_line_error(run_cli("domain", str(image_folder), "--max-images", "many"), "many")
+    assert run_cli("domain")[0] == 0  # no arguments: help

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -38,7 +39,26 @@ class _DefaultShow(TyperGroup):
     def parse_args(self, ctx, args):
         if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
             args = ["show", *args]
-        return super().parse_args(ctx, args)
+        with _usage_errors():
+            return super().parse_args(ctx, args)
+
+    def invoke(self, ctx):
+        with _usage_errors():
+            return super().invoke(ctx)
+
+
+@contextmanager
+def _usage_errors():
+    """Typer's own click copy raises exceptions that ``advisor.cli.main`` does not catch (it catches the
+    ``click`` package's): turn usage errors into the one-line AdvisorError here; help already printed → exit 0."""
+    from typer._click import exceptions as tx
+
+    try:
+        yield
+    except tx.NoArgsIsHelpError:
+        raise SystemExit(0) from None
+    except tx.UsageError as exc:
+        raise AdvisorError(exc.format_message(), "see `advisor domain --help`") from None
 
 
 domain_app = typer.Typer(cls=_DefaultShow, no_args_is_help=True, epilog=EXAMPLE,
