@@ -1,3 +1,5 @@
+"""`python -m advisor` = the `advisor` command."""
+
 from advisor.cli import main
 
 main()

@@ -63,9 +63,22 @@ MIGRATIONS = (
         seconds DOUBLE, created_at TIMESTAMP DEFAULT current_timestamp,
         PRIMARY KEY (model_fp, probe_hash, preproc_hash, grid));
     """,
+    # 3: validation fine-tunes (one row per finished run) and estimator-vs-measurement agreement.
+    """
+    CREATE TABLE validation_runs (
+        run_key VARCHAR PRIMARY KEY, model_id VARCHAR, model_fp VARCHAR, probe VARCHAR, train_hash VARCHAR,
+        val_hash VARCHAR, cut VARCHAR, protocol VARCHAR, hyperparams JSON, seed INTEGER, status VARCHAR,
+        reason VARCHAR, epochs INTEGER, history JSON, val_acc DOUBLE, best_val_acc DOUBLE, seconds DOUBLE,
+        prefix_seconds DOUBLE, device VARCHAR, tfb_layers JSON, tfb_mean DOUBLE, tfb_note VARCHAR,
+        created_at TIMESTAMP DEFAULT current_timestamp);
+    CREATE TABLE estimator_agreement (
+        probe VARCHAR, train_hash VARCHAR, scope VARCHAR, estimator VARCHAR, n INTEGER, weighted_tau DOUBLE,
+        created_at TIMESTAMP DEFAULT current_timestamp);
+    """,
 )
 
-TABLES = ("probes", "models", "extractions", "features", "scores", "runs", "attribution_runs")
+TABLES = ("probes", "models", "extractions", "features", "scores", "runs", "attribution_runs", "validation_runs",
+          "estimator_agreement")
 
 
 def default_home() -> Path:

@@ -22,14 +22,27 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 
-from advisor.cli import cache as _cache  # noqa: E402  (commands register themselves on `app`)
-from advisor.cli import rank as _rank  # noqa: E402,F401
-from advisor.cli import layers as _layers  # noqa: E402,F401
-from advisor.cli import plugins as _plugins  # noqa: E402,F401
-from advisor.cli import domain as _domain  # noqa: E402
+from advisor.cli import cache as _cache
+from advisor.cli import domain as _domain
+from advisor.cli import layers as _layers  # noqa: F401
+from advisor.cli import plugins as _plugins  # noqa: F401
+from advisor.cli import rank as _rank  # noqa: F401
+from advisor.cli import validate as _validate  # noqa: F401
 
 app.add_typer(_cache.cache_app, name="cache")
 app.add_typer(_domain.domain_app, name="domain")
+
+# Typer >= 0.29 vendors click (typer._click) and raises its own copies of click's exceptions.
+_clicks = [click]
+try:
+    from typer import _click as _typer_click
+
+    _clicks.append(_typer_click)
+except ImportError:  # older Typer raises click's own
+    pass
+_EXIT = (click.exceptions.Exit, typer.Exit)
+_USAGE = tuple(c.exceptions.ClickException for c in _clicks)
+_ABORT = (click.exceptions.Abort, typer.Abort, KeyboardInterrupt)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -39,11 +52,11 @@ def main(argv: list[str] | None = None) -> None:
     except AdvisorError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    except click.exceptions.Exit as exc:
+    except _EXIT as exc:
         sys.exit(exc.exit_code)
-    except click.ClickException as exc:
+    except _USAGE as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except _ABORT:
         print("interrupted: finished units of work are cached; rerun to resume", file=sys.stderr)
         sys.exit(130)

@@ -1,0 +1,87 @@
+"""``advisor validate``: short defrost / fine-tune runs that measure what the estimators predict."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from advisor.cli import app
+from advisor.cli.output import err, fmt, out, print_json
+
+EXAMPLE = """
+Examples:
+
+  advisor validate ../shared/data/pacs_art_painting --models tf_efficientnet_lite0 --repeats 2
+
+  advisor rank my_images/ && advisor validate my_images/ --top 3
+
+Runs are cached: rerunning skips finished runs; Ctrl-C loses at most the run in progress.
+"""
+
+
+def _split(values: list[str]) -> list[str]:
+    return [v.strip() for item in values for v in item.split(",") if v.strip()]
+
+
+@app.command(epilog=EXAMPLE)
+def validate(
+    probe: str = typer.Argument(..., help="Your labelled images: folder (train/ + test/ splits used when present), .csv, .npz."),
+    models: list[str] = typer.Option([], "--models", "-m", help="Models to validate (comma-separated or repeated)."),
+    top: int | None = typer.Option(None, help="Validate the best K models of the last `advisor rank` on this probe."),
+    cuts: list[str] = typer.Option([], "--cuts", help="Cuts to validate (default: after the first down-sampling to pre_logits, as seed 002 suggests)."),
+    protocol: str = typer.Option("defrost", help="defrost (seed 002: freeze up to the cut, re-initialise and train the rest) or finetune (seed 004)."),
+    epochs: int = typer.Option(10, help="Training epochs per run."),
+    lr: float | None = typer.Option(None, help="Learning rate of the re-initialised layers (default: defrost 0.1, finetune 0.01)."),
+    freeze: str | None = typer.Option(None, help="finetune: keep the layers up to this cut frozen."),
+    repeats: int = typer.Option(1, help="Runs per cut with seeds seed, seed+1, ... (mean ± std)."),
+    seed: int = typer.Option(0, help="First seed (split, initialisation, batch order)."),
+    max_images: int | None = typer.Option(None, help="Cap the training part at this many images (stratified, seeded)."),
+    batch_size: int = typer.Option(32, help="Training batch size."),
+    estimator: list[str] = typer.Option([], "--estimator", "-e", help="Estimators to check against the measurements (default: rank's)."),
+    weights_dir: Path | None = typer.Option(None, envvar="ADVISOR_WEIGHTS_DIR", help="Folder mirroring model weights."),
+    device: str | None = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
+    plot: Path | None = typer.Option(None, help="Write the defrosting profile(s) to this PNG."),
+    as_json: bool = typer.Option(False, "--json", help="Print runs and agreement as JSON on stdout."),
+) -> None:
+    """Fine-tune the top picks briefly and report measured accuracy per cut, T_FB and each estimator's weighted τ."""
+    from advisor.validate import validate as run_validate
+
+    result = run_validate(probe, _split(models) or None, top=top, cuts=_split(cuts) or None, protocol=protocol, epochs=epochs,
+                          lr=lr, freeze=freeze, repeats=repeats, seed=seed, max_images=max_images, batch_size=batch_size,
+                          estimators=estimator or None, weights_dir=weights_dir, device=device,
+                          log=lambda msg: err.print(f"[dim]{msg}[/dim]"))
+    if plot is not None:
+        from advisor.validate import plot_profiles
+
+        plot_profiles(result, str(plot))
+        err.print(f"[dim]plot written to {plot}[/dim]")
+    if as_json:
+        print_json({"probe": probe, "split": result.split_note, "device": result.device,
+                    "runs": [vars(r) for r in result.rows], "agreement": result.agreement})
+        return
+    t = Table(title=f"validation on {probe}: {result.split_note}, device {result.device}", title_justify="left")
+    for col, just in (("model", "left"), ("cut", "left"), ("val acc (mean ± std)", "right"), ("runs", "right"),
+                      ("T_FB", "right"), ("seconds", "right"), ("note", "left")):
+        t.add_column(col, justify=just)
+    for model in dict.fromkeys(r.model for r in result.rows):
+        prof = result.profile(model)
+        best = max(prof, key=lambda c: prof[c][0]) if prof else None
+        for cut in dict.fromkeys(r.cut for r in result.rows if r.model == model):
+            mine = [r for r in result.rows if r.model == model and r.cut == cut]
+            mean, std, n = prof.get(cut, (None, None, 0))
+            tfb = [r.tfb_mean for r in mine if r.tfb_mean is not None]
+            failed = [r.reason for r in mine if r.status != "done"]
+            note = ("best ◀ " if cut == best else "") + (f"{len(failed)} failed: {failed[0]}" if failed else "") + \
+                (" (cached)" if all(r.cached for r in mine) else "")
+            t.add_row(model, cut, f"{fmt(mean)} ± {fmt(std)}" if mean is not None else "–", f"{n}/{len(mine)}",
+                      fmt(sum(tfb) / len(tfb)) if tfb else "–", f"{sum(r.seconds for r in mine):.1f}", note.strip())
+    out.print(t)
+    if result.agreement:
+        a = Table(title="estimators vs measured accuracy (weighted Kendall τ, scipy.stats.weightedtau)", title_justify="left")
+        for col in ("scope", "estimator", "n", "weighted τ"):
+            a.add_column(col)
+        for row in result.agreement:
+            a.add_row(row["scope"], row["estimator"], str(row["n"]), fmt(row["weighted_tau"]))
+        out.print(a)
