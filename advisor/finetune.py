@@ -91,7 +91,15 @@ def prefix_activations(st: Stages, x, cut: str, batch_size: int = 64):
 
     st.model.eval()
     with torch.inference_mode():
-        return torch.cat([st.prefix(c, cut) for c in x.split(batch_size)]).clone()
+        return _nhwc(torch.cat([st.prefix(c, cut) for c in x.split(batch_size)]).clone())
+
+
+def _nhwc(t):
+    """NHWC for 4-D tensors: on CPU a training step of EfficientNet-Lite0 after blocks.1 (batch 32)
+    took 3.1 s in NHWC vs 4.7-5.3 s in NCHW (oneDNN avoids layout reorders)."""
+    import torch
+
+    return t.contiguous(memory_format=torch.channels_last) if t.ndim == 4 else t
 
 
 def _reinit(modules, seed: int) -> None:
@@ -119,7 +127,7 @@ def train(st: Stages, cut: str, protocol: Protocol, train_h, train_y, val_h, val
     import torch.nn.functional as F
 
     frozen_cut = protocol.freeze if protocol.name == "finetune" else cut
-    model = st.model.to(device)
+    model = st.model.to(device, memory_format=torch.channels_last)
     transferred_trainable, new = _groups(st, cut, frozen_cut, protocol)
     _reinit(new, seed)
     for p in model.parameters():
@@ -143,8 +151,8 @@ def train(st: Stages, cut: str, protocol: Protocol, train_h, train_y, val_h, val
     gen = torch.Generator().manual_seed(seed)
     result = RunResult(status="done")
     start = time.perf_counter()
-    train_h, train_y = train_h.to(device), train_y.to(device)
-    val_h, val_y = val_h.to(device), val_y.to(device)
+    train_h, train_y = _nhwc(train_h.to(device)), train_y.to(device)
+    val_h, val_y = _nhwc(val_h.to(device)), val_y.to(device)
     suffix_from = frozen_cut if frozen_cut is not None else None
     for epoch in range(protocol.epochs):
         _set_train(st, new + transferred_trainable)

@@ -110,8 +110,10 @@ def layers(model: str, probe, estimators: list[str] | None = None, **kwargs) -> 
                         errors=errors, recommendation=rec, result=result)
 
 
-def plot(profile: LayerProfile, path: str) -> None:
-    """Draw every estimator's profile over the cuts (each scaled to [0, 1], better = up) and mark the pick."""
+def plot(profile: LayerProfile, path: str, measured: dict[str, tuple[float, float, int]] | None = None) -> None:
+    """Draw every estimator's profile over the cuts (each scaled to [0, 1], better = up) and mark the
+    pick; ``measured`` (``{cut: (mean, std, runs)}`` from ``advisor validate``) adds the measured
+    defrosting profile in accuracy units on a second axis, its best cut starred."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -141,7 +143,21 @@ def plot(profile: LayerProfile, path: str) -> None:
     p = profile.result.probe
     where = Path(p.source).name or p.source  # the folder's name, not the whole path
     ax.set_title(f"{profile.model} on {where} ({len(p)} images), reference: {profile.result.reference}", fontsize=10)
-    ax.legend(fontsize=8, loc="lower right")
+    handles, labels = ax.get_legend_handles_labels()
+    if measured:
+        ax2 = ax.twinx()
+        cuts = [c for c in profile.cuts if c in measured]
+        xs = [profile.cuts.index(c) for c in cuts]
+        mean = [measured[c][0] for c in cuts]
+        ax2.errorbar(xs, mean, yerr=[measured[c][1] for c in cuts], color="black", marker="s", linewidth=2, capsize=3,
+                     label="measured defrost accuracy (right axis)")
+        best = int(np.argmax(mean))
+        ax2.plot([xs[best]], [mean[best]], marker="*", markersize=16, color="gold", markeredgecolor="black", linestyle="none",
+                 label=f"measured best: {cuts[best]}")
+        ax2.set_ylabel("measured validation accuracy")
+        h2, l2 = ax2.get_legend_handles_labels()
+        handles, labels = handles + h2, labels + l2
+    ax.legend(handles, labels, fontsize=8, loc="lower right")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -205,3 +205,17 @@ def test_kill_minus_9_loses_at_most_the_run_in_progress(image_folder, resnet_id,
     runs = json.loads(result.stdout)["runs"]
     assert len(runs) == 6 and sum(r["cached"] for r in runs) == len(before)
     assert len(_runs(home)) == 6
+
+
+def test_layers_validate_shows_the_measured_profile(run_cli, image_folder, resnet_id, tmp_path):
+    png = tmp_path / "layers.png"
+    code, out, err = run_cli("layers", resnet_id, str(image_folder), "-e", "cka", "--validate", "--epochs", "1",
+                             "--json", "--plot", str(png))
+    assert code == 0, err
+    data = json.loads(out)
+    measured = data["measured"]
+    assert set(measured) == {"layer1", "layer2", "layer3", "layer4", "pre_logits"}  # seed 002's default cut range
+    assert all(0 <= m["mean"] <= 1 and m["runs"] == 1 for m in measured.values())
+    assert png.stat().st_size > 10_000
+    code, out, err = run_cli("layers", resnet_id, str(image_folder), "-e", "cka", "--validate", "--epochs", "1")
+    assert code == 0 and "measured acc (defrost)" in out and "★" in out

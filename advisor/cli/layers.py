@@ -37,6 +37,9 @@ def layers(
     weights_dir: Optional[Path] = typer.Option(None, envvar="ADVISOR_WEIGHTS_DIR", help="Folder mirroring model weights."),
     plot: Optional[Path] = typer.Option(None, help="Write the profiles with the pick marked to this PNG."),
     as_json: bool = typer.Option(False, "--json", help="Print the profile as JSON on stdout."),
+    validate: bool = typer.Option(False, "--validate", help="Also measure the defrosting profile (short fine-tunes, `advisor validate`) and show it alongside."),
+    epochs: int = typer.Option(10, help="--validate: training epochs per run."),
+    repeats: int = typer.Option(1, help="--validate: seeds per cut."),
 ) -> None:
     """Score every cut of MODEL on PROBE and recommend the cut to freeze up to."""
     from advisor.layers import layers as run_layers
@@ -48,17 +51,31 @@ def layers(
                              seed=seed, img_size=img_size, batch_size=batch_size, weights_dir=weights_dir, progress=callbacks)
     finally:
         bar.stop()
+    measured = None
+    if validate:
+        from advisor.validate import validate as run_validate
+
+        res = run_validate(probe, [model], epochs=epochs, repeats=repeats, seed=seed, max_images=max_images,
+                           estimators=profile.estimators, weights_dir=weights_dir,
+                           log=lambda msg: err.print(f"[dim]{msg}[/dim]"))
+        measured = res.profile(model)
     if plot is not None:
-        draw(profile, str(plot))
+        draw(profile, str(plot), measured)
         err.print(f"[dim]plot written to {plot}[/dim]")
     if as_json:
-        print_json(profile.to_json())
+        data = profile.to_json()
+        if measured is not None:
+            data["measured"] = {c: {"mean": m, "std": s, "runs": n} for c, (m, s, n) in measured.items()}
+        print_json(data)
         return
     p = profile.result.probe
     t = Table(title=f"{model} on {p.source}: {p.summary()}, reference: {profile.result.reference}", title_justify="left")
     t.add_column("cut")
     for est in profile.estimators:
         t.add_column(f"{est} {'↑' if profile.higher_is_better[est] else '↓'}", justify="right")
+    if measured is not None:
+        t.add_column("measured acc (defrost)", justify="right")
+        best_measured = max(measured, key=lambda c: measured[c][0]) if measured else None
     rec = profile.recommendation
     for i, cut in enumerate(profile.cuts):
         mark = " ◀ freeze up to here" if rec is not None and cut == rec.cut else ""
@@ -66,6 +83,9 @@ def layers(
         for est in profile.estimators:
             s, e = profile.scores[est][i], profile.errors[est][i]
             cells.append(fmt(s) if s is not None else ("skipped" if e and e.startswith("skipped") else "[red]failed[/red]"))
+        if measured is not None:
+            m = measured.get(cut)
+            cells.append("–" if m is None else f"{fmt(m[0])} ± {fmt(m[1])}" + (" ★" if cut == best_measured else ""))
         t.add_row(cut + mark, *cells)
     out.print(t)
     if rec is None:
