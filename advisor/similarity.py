@@ -62,6 +62,17 @@ def as_matrix(name: str, value, min_rows: int = 4) -> np.ndarray:
     return arr
 
 
+def as_labelled(features, labels, min_rows: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """``(F, y)``: ``features`` as by :func:`as_matrix` and ``labels`` ``[N]`` recoded to class ids
+    ``0..C-1`` (``int[N]``, any label values accepted); ValueError when the shapes disagree."""
+    F = as_matrix("features", features, min_rows=min_rows)
+    n = F.shape[0]
+    y = np.asarray(labels)
+    if y.shape != (n,):
+        raise ValueError(f"labels must have shape ({n},), got {y.shape}")
+    return F, np.unique(y, return_inverse=True)[1].reshape(n)
+
+
 def _validate_pair(x, y, names: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
     a = as_matrix(names[0], x)
     b = as_matrix(names[1], y)

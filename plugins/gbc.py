@@ -10,7 +10,7 @@ import numpy as np
 
 from advisor.estimators import Estimator
 from advisor.hookspecs import hookimpl
-from advisor.similarity import as_matrix
+from advisor.similarity import as_labelled
 
 PCA_DIMS = 64  # the paper reduces features to 64 dimensions with PCA before fitting the Gaussians
 MIN_VARIANCE = 1e-4  # per-dimension variance floor (constant features), as in the reference code
@@ -47,12 +47,9 @@ def gbc(features: np.ndarray, labels: np.ndarray, gaussian: str = "diagonal", pc
     """
     if gaussian not in ("diagonal", "spherical"):
         raise ValueError(f"gaussian must be 'diagonal' or 'spherical', got {gaussian!r}")
-    F = _reduce(as_matrix("features", features, min_rows=2), pca_dims)
+    F, y = as_labelled(features, labels, min_rows=2)
+    F = _reduce(F, pca_dims)
     n, d = F.shape
-    y = np.asarray(labels)
-    if y.shape != (n,):
-        raise ValueError(f"labels must have shape ({n},), got {y.shape}")
-    y = np.unique(y, return_inverse=True)[1].reshape(n)
     counts = np.bincount(y).astype(np.float64)
     C = len(counts)
     means = np.zeros((C, d))

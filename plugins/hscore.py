@@ -17,7 +17,7 @@ import numpy as np
 
 from advisor.estimators import Estimator
 from advisor.hookspecs import hookimpl
-from advisor.similarity import as_matrix
+from advisor.similarity import as_labelled, as_matrix
 
 
 def _spectrum(features, labels) -> tuple[np.ndarray, np.ndarray, int, int]:
@@ -28,12 +28,8 @@ def _spectrum(features, labels) -> tuple[np.ndarray, np.ndarray, int, int]:
     span(V); in that basis ``cov(f)`` is ``diag(s^2) / N`` and the diagonal of ``cov(E[f|y])`` is
     ``s^2 ||P u_k||^2 / N``, which is all a trace against a function of ``cov(f)`` needs.
     """
-    F = as_matrix("features", features, min_rows=2)
+    F, y = as_labelled(features, labels, min_rows=2)
     n = F.shape[0]
-    y = np.asarray(labels)
-    if y.shape != (n,):
-        raise ValueError(f"labels must have shape ({n},), got {y.shape}")
-    y = np.unique(y, return_inverse=True)[1].reshape(n)
     Fc = F - F.mean(axis=0)
     u, s, _ = np.linalg.svd(Fc, full_matrices=False)
     # Same rank tolerance as np.linalg.matrix_rank: smaller singular values are rounding noise

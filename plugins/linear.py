@@ -12,7 +12,7 @@ import numpy as np
 
 from advisor.estimators import Estimator
 from advisor.hookspecs import hookimpl
-from advisor.similarity import as_matrix
+from advisor.similarity import as_labelled
 
 MAX_FOLDS = 5
 SEED = 0
@@ -33,12 +33,7 @@ def linear_probe_accuracy(features: np.ndarray, labels: np.ndarray, folds: int =
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    F = as_matrix("features", features, min_rows=2)
-    n = F.shape[0]
-    y = np.asarray(labels)
-    if y.shape != (n,):
-        raise ValueError(f"labels must have shape ({n},), got {y.shape}")
-    y = np.unique(y, return_inverse=True)[1].reshape(n)
+    F, y = as_labelled(features, labels, min_rows=2)
     counts = np.bincount(y)
     if len(counts) < 2:
         raise ValueError("the linear probe needs at least 2 classes")

@@ -11,7 +11,7 @@ from scipy.stats import rankdata
 
 from advisor.estimators import Estimator
 from advisor.hookspecs import hookimpl
-from advisor.similarity import as_matrix
+from advisor.similarity import as_labelled
 
 PCA_DIMS = 32  # the paper reduces features to 32 dimensions with PCA first
 SEED = 0
@@ -38,12 +38,8 @@ def parc(features: np.ndarray, labels: np.ndarray, pca_dims: int | None = PCA_DI
     which is how it is computed. A constant feature row correlates 0 with every other row; when every
     feature dissimilarity is equal the score is 0 (no information).
     """
-    F = as_matrix("features", features, min_rows=3)
+    F, y = as_labelled(features, labels, min_rows=3)
     n = F.shape[0]
-    y = np.asarray(labels)
-    if y.shape != (n,):
-        raise ValueError(f"labels must have shape ({n},), got {y.shape}")
-    y = np.unique(y, return_inverse=True)[1].reshape(n)
     if y.max() < 1:
         raise ValueError("PARC needs at least 2 classes")
     F = F - F.mean(axis=0)

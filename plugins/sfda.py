@@ -14,7 +14,7 @@ from scipy.special import softmax
 
 from advisor.estimators import Estimator
 from advisor.hookspecs import hookimpl
-from advisor.similarity import as_matrix
+from advisor.similarity import as_labelled
 
 SHRINKAGE_A = 5.0  # lambda = exp(-a * largest eigenvalue of S_W), a = 5 as in the reference code
 MIN_SHRINKAGE = 1e-10  # lower bound on lambda, as in the reference code
@@ -78,12 +78,8 @@ def sfda(features: np.ndarray, labels: np.ndarray) -> float:
     4. The regularised FDA is refitted on the mixed samples with the same lambda; the score is the
        mean posterior of the true class, ``1/N sum_i p(y_i | x_i)`` (no log, as in the reference code).
     """
-    X = as_matrix("features", features, min_rows=2)
+    X, y = as_labelled(features, labels, min_rows=2)
     n = X.shape[0]
-    y = np.asarray(labels)
-    if y.shape != (n,):
-        raise ValueError(f"labels must have shape ({n},), got {y.shape}")
-    y = np.unique(y, return_inverse=True)[1].reshape(n)
     C = int(y.max()) + 1
     if C < 2:
         raise ValueError("SFDA needs at least 2 classes")

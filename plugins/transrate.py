@@ -11,7 +11,7 @@ import numpy as np
 
 from advisor.estimators import Estimator
 from advisor.hookspecs import hookimpl
-from advisor.similarity import as_matrix
+from advisor.similarity import as_labelled
 
 EPS = 1e-4  # the distortion of the paper's code listing (eps = 1e-4)
 
@@ -36,12 +36,7 @@ def transrate(features: np.ndarray, labels: np.ndarray, eps: float = EPS) -> flo
     the paper's code (the rate-distortion literature weights class k by n_k / N; equal for balanced
     classes).
     """
-    Z = as_matrix("features", features, min_rows=2)
-    n = Z.shape[0]
-    y = np.asarray(labels)
-    if y.shape != (n,):
-        raise ValueError(f"labels must have shape ({n},), got {y.shape}")
-    y = np.unique(y, return_inverse=True)[1].reshape(n)
+    Z, y = as_labelled(features, labels, min_rows=2)
     Z = Z - Z.mean(axis=0)
     K = int(y.max()) + 1
     return coding_rate(Z, eps) - sum(coding_rate(Z[y == k], eps) for k in range(K)) / K

@@ -89,3 +89,13 @@ def file_id(path: Path, arch: str, **kwargs) -> str:
 
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+
+def blobs(n: int, d: int, c: int, sep: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian features [n, d] whose first c dimensions carry a class signal of size ``sep``;
+    balanced labels 0..c-1 (for estimator property tests: separable vs shuffled)."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % c
+    x = rng.standard_normal((n, d))
+    x[:, :c] += sep * np.eye(c)[y]
+    return x, y

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 from advisor.plugins.gbc import gbc
+from conftest import blobs
 
 # class 0: (0, 0), (2, 2) -> mean (1, 1), population variances (1, 1)
 # class 1: (3, 1), (7, 3) -> mean (5, 2), population variances (4, 1)
@@ -13,11 +14,7 @@ Y = np.array([0, 0, 1, 1])
 
 
 def _blobs(n=300, d=100, c=4, sep=1.5, seed=0):
-    rng = np.random.default_rng(seed)
-    y = np.arange(n) % c
-    x = rng.standard_normal((n, d))
-    x[:, :c] += sep * np.eye(c)[y]
-    return x, y
+    return blobs(n, d, c, sep, seed)
 
 
 def test_diagonal_hand_computed_example():

@@ -3,14 +3,11 @@
 import numpy as np
 import pytest
 from advisor.plugins.linear import linear_probe_accuracy
+from conftest import blobs
 
 
 def _blobs(n=200, d=16, c=4, sep=2.0, seed=0):
-    rng = np.random.default_rng(seed)
-    y = np.arange(n) % c
-    x = rng.standard_normal((n, d))
-    x[:, :c] += sep * np.eye(c)[y]
-    return x, y
+    return blobs(n, d, c, sep, seed)
 
 
 def test_featureless_probe_predicts_the_majority_class():

@@ -5,15 +5,12 @@ import math
 import numpy as np
 import pytest
 from advisor.plugins.parc import parc
+from conftest import blobs
 from scipy.stats import spearmanr
 
 
 def _blobs(n=200, d=64, c=4, sep=3.0, seed=0):
-    rng = np.random.default_rng(seed)
-    y = np.arange(n) % c
-    x = rng.standard_normal((n, d))
-    x[:, :c] += sep * np.eye(c)[y]
-    return x, y
+    return blobs(n, d, c, sep, seed)
 
 
 def test_hand_computed_example():

@@ -6,14 +6,11 @@ import numpy as np
 import pytest
 import scipy.linalg
 from advisor.plugins.sfda import _fda_posterior, sfda
+from conftest import blobs
 
 
 def _blobs(n=300, d=10, c=3, sep=1.5, seed=0):
-    rng = np.random.default_rng(seed)
-    y = np.arange(n) % c
-    x = rng.standard_normal((n, d))
-    x[:, :c] += sep * np.eye(c)[y]
-    return x, y
+    return blobs(n, d, c, sep, seed)
 
 
 def sigmoid(t):

@@ -5,14 +5,11 @@ import math
 import numpy as np
 import pytest
 from advisor.plugins.transrate import coding_rate, transrate
+from conftest import blobs
 
 
 def _blobs(n=300, d=20, c=3, sep=4.0, seed=0):
-    rng = np.random.default_rng(seed)
-    y = np.arange(n) % c
-    x = rng.standard_normal((n, d))
-    x[:, :c] += sep * np.eye(c)[y]
-    return x, y
+    return blobs(n, d, c, sep, seed)
 
 
 def test_hand_computed_example():

@@ -9,6 +9,7 @@ from rich.table import Table
 
 from advisor.cli import app
 from advisor.cli.output import err, fmt, out, print_json
+from advisor.cli.rank import _split_models as _split
 
 EXAMPLE = """
 Examples:
@@ -19,10 +20,6 @@ Examples:
 
 Runs are cached: rerunning skips finished runs; Ctrl-C loses at most the run in progress.
 """
-
-
-def _split(values: list[str]) -> list[str]:
-    return [v.strip() for item in values for v in item.split(",") if v.strip()]
 
 
 @app.command(epilog=EXAMPLE)
