@@ -8,7 +8,7 @@ a temporary ``path,label`` CSV listing both splits of cifar10_small (1000 train 
 loaded with ``load_probe(csv, max_images=n, seed=0)`` (stratified subsample), so n = 2000 is every
 image. For each n, on CPU:
 
-1. *forward*: one plain forward pass ``model.module(x)`` over the n images under
+1. *forward*: one plain forward pass ``model.module(x)`` (NHWC chunks, as ``advisor.features.extract``) over the n images under
    ``torch.inference_mode`` (batches of 32, tensors preprocessed beforehand), best of ``--reps``
    per batch; interleaved batch by batch with one all-cut extraction (``forward_all_cuts`` + pooling
    to numpy, what ``advisor rank`` runs; it provides the features the estimators score) and the
@@ -49,6 +49,10 @@ SHARED = REPO.parent / "shared"
 DATA = SHARED / "data" / "cifar10_small"
 ORDER = ["logme", "knn", "cka", "cka-debiased", "cka-rbf", "ii", "ii-reverse", "depara", "depara-nodes", "depara-edges"]
 EST_GOAL = 0.2
+try:
+    from plugins.information_imbalance import MAX_POINTS as II_MAX_POINTS
+except ImportError:  # pragma: no cover - plugin layout changed
+    II_MAX_POINTS = 2000
 # Why each estimator costs what it does (N images, D feature width of the cut, C classes).
 COMPLEXITY = {
     "logme": "thin SVD of the N×D features, O(N·D·min(N, D)), + a fixed-point loop on the singular values",
@@ -58,8 +62,9 @@ COMPLEXITY = {
     "cka-rbf": "two N×N RBF Gram matrices, O(N²·D), a median over N² distances, centring in N×N chunks",
     "ii": "Information Imbalance: N² distances in both spaces, O(N²·D), and a rank count over N² pairs (subset of 2,000 above)",
     "ii-reverse": "as ii",
-    "depara": "edges: N×N cosine matrix, O(N²·D), N(N-1)/2 edges ranked twice by scipy's spearmanr, O(N² log N)",
-    "depara-nodes": "node cosines O(N·G²) (cheap), but computed through depara(): the edge term is built too",
+    "depara": "edges: N×N cosine matrices of the cut and of the reference, O(N²·D), and N(N-1)/2 edges of each ranked "
+              "by scipy's spearmanr, O(N² log N); the reference's edges and ranks are recomputed for every cut",
+    "depara-nodes": "node cosines alone are O(N·G²), but the plugin computes them through depara(), so the edge term is built too",
     "depara-edges": "as depara (edges only)",
 }
 
@@ -93,7 +98,7 @@ def run_size(loaded, csv_path: Path, n: int, args, estimators) -> dict:
 
     from advisor.attributions import probe_attributions
     from advisor.estimators import safe_score
-    from advisor.features import cut_names, forward_all_cuts, probe_batches
+    from advisor.features import cut_names, forward_all_cuts, micro_batches, probe_batches
     from advisor.probe import decode_all, load_probe
 
     m = loaded.module
@@ -112,18 +117,20 @@ def run_size(loaded, csv_path: Path, n: int, args, estimators) -> dict:
 
     do_attr = args.attr_sizes is None or n in args.attr_sizes
 
-    def plain(b):
+    def plain(b):  # as advisor.features.extract runs the model: NHWC chunks
         with torch.inference_mode():
-            m(b)
+            for part in micro_batches(b):
+                m(part)
 
     chunks: list[list] = [[] for _ in names]
     attr_chunks: list[list] = [[] for _ in names]
 
     def all_cuts(b):
         with torch.inference_mode():
-            pooled, _ = forward_all_cuts(m, b)
-            for store, t in zip(chunks, pooled):
-                store.append(t.float().numpy())
+            for part in micro_batches(b):
+                pooled, _ = forward_all_cuts(m, part)
+                for store, t in zip(chunks, pooled):
+                    store.append(t.float().contiguous().numpy())
 
     def attributions(b):
         for store, (cut, a) in zip(attr_chunks, probe_attributions(m, [b], grid=args.grid).items()):
@@ -227,7 +234,7 @@ def report(results: list[dict], args, meta: dict) -> str:
         f"- machine: {platform.machine()}, {os.cpu_count()} cores (shared with other jobs), {platform.system()} {platform.release()}, "
         f"torch {torch.__version__} ({torch.get_num_threads()} threads), numpy {np.__version__}, Python {platform.python_version()}",
         f"- load average (1 / 5 / 15 min): start {fmt_load(meta['load_start'])}, end {fmt_load(meta['load_end'])}; "
-        "per size below",
+        "per size below (this benchmark's own 2 threads account for about 2; more means other jobs shared the cores)",
         f"- command: `{meta['command']}`",
         f"- model: {args.model}, {len(cuts)} cuts ({dims}); input {meta['input']} px (cifar10 32 px images upscaled), "
         f"batches of {args.batch}, CPU",
@@ -237,7 +244,7 @@ def report(results: list[dict], args, meta: dict) -> str:
         f"use this model's own `{cuts[-1]}` features + attributions as the reference instead (context: the node term "
         "only exists with a model reference)",
         "",
-        f"*forward*: `model.module(x)` under `torch.inference_mode`, tensors preprocessed beforehand. Per batch of {args.batch}, "
+        f"*forward*: `model.module(x)` on NHWC chunks of about 4 × 224² pixels (as `advisor.features.extract` runs it) under `torch.inference_mode`, tensors preprocessed beforehand. Per batch of {args.batch}, "
         "interleaved: plain forward, all-cut extraction, attribution pass, plain forward again; *forward* is the sum over "
         f"batches of the better of the {args.reps} plain repeats (the load on this machine drifts within minutes, so all "
         "passes are timed side by side, batch by batch). "
@@ -306,9 +313,12 @@ def report(results: list[dict], args, meta: dict) -> str:
             f"(forward: {math.log(hi['forward'] / lo['forward']) / span:.2f}; an O(N²) estimator's ratio to the O(N) forward "
             "grows ∝ N, so it fails at some N whatever the constant):",
             "",
-            "| estimator | b | ratio at smallest n | ratio at largest n | largest n meeting the goal | why |",
-            "|---|---:|---:|---:|---:|---|",
+            "| estimator | b | ratio at smallest n | ratio at largest n | largest n meeting the goal | projected n at the goal | why |",
+            "|---|---:|---:|---:|---:|---:|---|",
         ]
+        prev = results[-2]
+        step = math.log(hi["n"] / prev["n"])
+        fwd_step = math.log(hi["forward"] / prev["forward"]) / step
         for i, row in enumerate(hi["rows"]):
             if row["skipped"] or row["errors"]:
                 continue
@@ -316,9 +326,24 @@ def report(results: list[dict], args, meta: dict) -> str:
             b = math.log(max(row["seconds"], 1e-9) / max(first["seconds"], 1e-9)) / span
             meeting = [r["n"] for r in results if r["rows"][i]["ratio"] <= EST_GOAL]
             base = row["name"].replace(" (model ref)", "")
+            # ratio ∝ n^e, e fitted on the two largest sizes (where the N² terms dominate)
+            e = math.log(max(row["seconds"], 1e-9) / max(prev["rows"][i]["seconds"], 1e-9)) / step - fwd_step
+            if base in ("ii", "ii-reverse"):
+                proj = f"never (cost capped at {II_MAX_POINTS:,} points)"
+            elif row["ratio"] > EST_GOAL:
+                proj = "missed"
+            elif e > 0.05:
+                proj = f"≈ {hi['n'] * (EST_GOAL / row['ratio']) ** (1 / e):,.0f}"
+            else:
+                proj = "– (ratio not growing)"
             lines.append(f"| {row['name']} | {b:.2f} | {first['ratio']:.3f} | {row['ratio']:.3f} | "
-                         f"{max(meeting) if meeting else 'none'} | {COMPLEXITY.get(base, '')} |")
-        lines.append("")
+                         f"{max(meeting) if meeting else 'none'} | {proj} | {COMPLEXITY.get(base, '')} |")
+        lines += [
+            "",
+            f"*Projected n at the goal*: where the ratio would reach {EST_GOAL}, extrapolating ratio ∝ n^e with e fitted "
+            f"between n = {prev['n']} and n = {hi['n']} (a rough guide: constants, caches and memory change with n).",
+            "",
+        ]
     misses = [(r["n"], row) for r in results for row in r["rows"] if not row["skipped"] and not row["errors"] and row["ratio"] > EST_GOAL]
     if misses:
         lines.append("Misses (ratio / goal):")
