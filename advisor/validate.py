@@ -56,6 +56,16 @@ class ValidationResult:
     agreement: list[dict]  # {scope, estimator, n, weighted_tau}
     device: str
 
+    def best_range(self, model: str) -> tuple[str, str, str] | None:
+        """(best measured cut, shallower neighbour, deeper neighbour) among the sampled cuts: seed 002
+        finds profiles regular enough that the optimum lies between the best sample's neighbours."""
+        prof = self.profile(model)
+        if not prof:
+            return None
+        cuts = list(prof)
+        i = max(range(len(cuts)), key=lambda k: prof[cuts[k]][0])
+        return cuts[i], cuts[max(i - 1, 0)], cuts[min(i + 1, len(cuts) - 1)]
+
     def profile(self, model: str) -> dict[str, tuple[float, float, int]]:
         """``{cut: (mean, std, runs)}`` of final validation accuracy over finished repeats."""
         out = {}

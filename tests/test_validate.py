@@ -48,6 +48,8 @@ def test_defrost_end_to_end_records_every_run(run_cli, image_folder, resnet_id, 
         assert [h["epoch"] for h in r["history"]] == [1, 2]
         assert r["tfb_mean"] is None  # defrost: transferred layers are frozen, T_FB undefined
     assert "hold-out" in data["split"]
+    best = next(iter(data["best"].values()))
+    assert best["best"] in ("layer4", "pre_logits") and {best["from"], best["to"]} == {"layer4", "pre_logits"}
     stored = _runs(advisor_home)
     assert len(stored) == 4 and all(len(json.loads(h)) == 2 for *_, h in stored)
 

@@ -55,8 +55,10 @@ def validate(
         plot_profiles(result, str(plot))
         err.print(f"[dim]plot written to {plot}[/dim]")
     if as_json:
+        best = {m: dict(zip(("best", "from", "to"), result.best_range(m) or (None,) * 3))
+                for m in dict.fromkeys(r.model for r in result.rows)}
         print_json({"probe": probe, "split": result.split_note, "device": result.device,
-                    "runs": [vars(r) for r in result.rows], "agreement": result.agreement})
+                    "runs": [vars(r) for r in result.rows], "best": best, "agreement": result.agreement})
         return
     t = Table(title=f"validation on {probe}: {result.split_note}, device {result.device}", title_justify="left")
     for col, just in (("model", "left"), ("cut", "left"), ("val acc (mean ± std)", "right"), ("runs", "right"),
@@ -75,6 +77,12 @@ def validate(
             t.add_row(model, cut, f"{fmt(mean)} ± {fmt(std)}" if mean is not None else "–", f"{n}/{len(mine)}",
                       fmt(sum(tfb) / len(tfb)) if tfb else "–", f"{sum(r.seconds for r in mine):.1f}", note.strip())
     out.print(t)
+    for model in dict.fromkeys(r.model for r in result.rows):
+        rng = result.best_range(model)
+        if rng:
+            where = "at the end of the sampled range" if rng[0] in (rng[1], rng[2]) else f"between {rng[1]} and {rng[2]}"
+            out.print(f"{model}: best measured cut [bold]{rng[0]}[/bold]; the optimum lies {where} "
+                      "(seed 002: profiles are regular; sample cuts there with --cuts to refine)")
     if result.agreement:
         a = Table(title="estimators vs measured accuracy (weighted Kendall τ, scipy.stats.weightedtau)", title_justify="left")
         for col in ("scope", "estimator", "n", "weighted τ"):
