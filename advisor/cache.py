@@ -75,10 +75,23 @@ MIGRATIONS = (
         probe VARCHAR, train_hash VARCHAR, scope VARCHAR, estimator VARCHAR, n INTEGER, weighted_tau DOUBLE,
         created_at TIMESTAMP DEFAULT current_timestamp);
     """,
+    # 4: advisor bench: ground-truth fine-tunes (one row per finished lr x seed run, with test accuracy)
+    # and one evidence row per (settings, model, target) that `advisor bench --report-only` rebuilds from.
+    """
+    CREATE TABLE bench_runs (
+        run_key VARCHAR PRIMARY KEY, model_id VARCHAR, model_fp VARCHAR, target VARCHAR, train_hash VARCHAR,
+        val_hash VARCHAR, test_hash VARCHAR, lr_backbone DOUBLE, lr_head DOUBLE, seed INTEGER, hyperparams JSON,
+        status VARCHAR, reason VARCHAR, history JSON, val_acc DOUBLE, best_val_acc DOUBLE, test_acc DOUBLE,
+        n_train INTEGER, n_val INTEGER, n_test INTEGER, seconds DOUBLE, device VARCHAR,
+        created_at TIMESTAMP DEFAULT current_timestamp);
+    CREATE TABLE bench_cells (
+        cell_key VARCHAR PRIMARY KEY, settings_hash VARCHAR, model_id VARCHAR, target VARCHAR, payload JSON,
+        created_at TIMESTAMP DEFAULT current_timestamp);
+    """,
 )
 
 TABLES = ("probes", "models", "extractions", "features", "scores", "runs", "attribution_runs", "validation_runs",
-          "estimator_agreement")
+          "estimator_agreement", "bench_runs", "bench_cells")
 
 
 def default_home() -> Path:

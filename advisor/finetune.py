@@ -82,6 +82,7 @@ class RunResult:
     tfb_layers: dict[str, float] | None = None
     tfb_mean: float | None = None
     tfb_note: str = ""
+    test_acc: float | None = None  # only when train() got test_h/test_y (advisor bench's ground truth)
 
 
 def prefix_activations(st: Stages, x, cut: str, batch_size: int = 64):
@@ -113,7 +114,8 @@ def _reinit(modules, seed: int) -> None:
 
 
 def train(st: Stages, cut: str, protocol: Protocol, train_h, train_y, val_h, val_y, *, seed: int,
-          theta_a: dict | None = None, theta_r: dict | None = None, device: str = "cpu") -> RunResult:
+          theta_a: dict | None = None, theta_r: dict | None = None, device: str = "cpu",
+          test_h=None, test_y=None) -> RunResult:
     """Train ``st.model`` after its frozen prefix on cached activations and measure accuracy.
 
     ``cut``: the last transferred stage (defrost: also the last frozen one). ``train_h``/``val_h``:
@@ -121,7 +123,9 @@ def train(st: Stages, cut: str, protocol: Protocol, train_h, train_y, val_h, val
     :func:`prefix_activations`; ``train_y``/``val_y``: ``int64[N]`` labels. The model is modified in
     place (suffix re-initialised with ``seed``, then trained). ``theta_a``/``theta_r``: pretrained and
     seeded random-init state dicts for seed 000's T_FB (finetune only). A non-finite loss stops the
-    run: the result is ``failed`` with the reason, nothing is raised.
+    run: the result is ``failed`` with the reason, nothing is raised. ``test_h``/``test_y`` (optional,
+    like ``val_h``/``val_y``): a test set evaluated once after the last epoch into ``test_acc``, so a
+    caller can pick hyperparameters on the validation part and report an untouched test accuracy.
     """
     import torch
     import torch.nn.functional as F
@@ -189,6 +193,8 @@ def train(st: Stages, cut: str, protocol: Protocol, train_h, train_y, val_h, val
     result.seconds = time.perf_counter() - start
     result.val_acc = result.history[-1]["val_acc"] if result.history else None
     result.best_val_acc = max(h["val_acc"] for h in result.history) if result.history else None
+    if test_h is not None and test_y is not None:
+        result.test_acc = evaluate(st, suffix_from, _nhwc(test_h.to(device)), test_y.to(device))
     model.eval()
     if protocol.name == "finetune" and theta_a is not None and theta_r is not None:
         from advisor.transferability import (
