@@ -22,6 +22,7 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 
+from advisor.cli import bench as _bench  # noqa: F401
 from advisor.cli import cache as _cache
 from advisor.cli import domain as _domain
 from advisor.cli import layers as _layers  # noqa: F401

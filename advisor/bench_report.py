@@ -1,0 +1,223 @@
+"""``bench_report.md`` and its PNGs from ``advisor bench``'s evidence cells.
+
+Why separate: the report is a pure function of the cached evidence (one cell per model × target,
+see :mod:`advisor.bench`), so ``advisor bench --report-only`` regenerates it without training or
+scoring anything, and the tables can be checked against the cells by hand.
+
+Scores are oriented (higher = better) and taken at each model's best cut (what ``advisor rank``
+ranks by) and at ``pre_logits``. The default-estimator choice is made leave-one-target-out over the
+targets whose ground truth is above its seed noise (all targets when fewer than 2 are), see
+:func:`advisor.bench_metrics.leave_one_target_out`.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+
+from advisor import bench_metrics as bm
+
+
+def _oriented(cell: dict, est: str) -> tuple[float | None, float | None]:
+    """(best-cut score, pre_logits score), both oriented so that higher = better."""
+    e = cell["scores"][est]
+    sign = 1.0 if e["higher_is_better"] else -1.0
+    vals = [None if v is None or not np.isfinite(v) else sign * v for v in e["cuts"]]
+    ok = [v for v in vals if v is not None]
+    return (max(ok) if ok else None), vals[-1]
+
+
+def analyse(cells: list[dict], estimators: list[str]) -> dict:
+    """Every table of the report, as plain data (targets and models in the order of the cells)."""
+    from advisor.layers import recommend
+
+    targets = list(dict.fromkeys(c["target_name"] for c in cells))
+    models = list(dict.fromkeys(c["model_name"] for c in cells))
+    cell = {(c["target_name"], c["model_name"]): c for c in cells}
+    acc = {t: {m: cell[t, m]["ground_truth"]["test_mean"] for m in models if (t, m) in cell} for t in targets}
+    std = {t: {m: cell[t, m]["ground_truth"]["test_std"] for m in models if (t, m) in cell} for t in targets}
+    acc = {t: {m: a for m, a in v.items() if a is not None} for t, v in acc.items()}
+    best = {e: {t: {m: _oriented(cell[t, m], e)[0] for m in acc[t]} for t in targets} for e in estimators}
+    pre = {e: {t: {m: _oriented(cell[t, m], e)[1] for m in acc[t]} for t in targets} for e in estimators}
+    noise = {t: bm.noise_band({m: s for m, s in std[t].items() if s is not None}, acc[t]) for t in targets}
+    tau_best = {e: {t: bm.weighted_tau(acc[t], best[e][t]) for t in targets} for e in estimators}
+    tau_pre = {e: {t: bm.weighted_tau(acc[t], pre[e][t]) for t in targets} for e in estimators}
+    per_est = {}
+    for e in estimators:
+        hits = [h for h in (bm.top1_hit(acc[t], best[e][t]) for t in targets) if h is not None]
+        regrets = [r for r in (bm.regret(acc[t], best[e][t]) for t in targets) if r is not None]
+        dists = []
+        for c in cell.values():
+            sc = c["scores"][e]
+            rec = recommend(c["cuts"], sc["cuts"], sc["higher_is_better"], c["n_score"] / max(c["n_classes"], 1), e)
+            d = bm.layer_distance(c["cuts"], rec.cut if rec else None, c["defrost"]["best_cut"])
+            if d is not None:
+                dists.append(d)
+        secs = [sum(cell[t, m]["scores"][e]["seconds"] for m in models if (t, m) in cell) for t in targets]
+        per_est[e] = {"top1_hit_rate": float(np.mean(hits)) if hits else None, "mean_regret": float(np.mean(regrets)) if regrets else None,
+                      "max_regret": float(max(regrets)) if regrets else None, "layer_distance": float(np.mean(dists)) if dists else None,
+                      "seconds_per_target": float(np.mean(secs)) if secs else None}
+
+    @cache
+    def tau_of(combo: tuple[str, ...], t: str) -> float | None:
+        if len(combo) == 1:
+            return tau_best[combo[0]][t]
+        return bm.weighted_tau(acc[t], bm.rank_average([best[e][t] for e in combo]))
+
+    clean = [t for t in targets if not noise[t]["flagged"]]
+    loto_targets = clean if len(clean) >= 2 else targets
+    loto = bm.leave_one_target_out(tau_of, list(estimators), loto_targets) if len(loto_targets) >= 2 else None
+    return {"targets": targets, "models": models, "cell": cell, "acc": acc, "std": std, "best": best, "noise": noise,
+            "tau_best": tau_best, "tau_pre": tau_pre, "per_estimator": per_est, "loto": loto, "loto_targets": loto_targets,
+            "final": bm.choose(tau_of, list(estimators), loto_targets)}
+
+
+def _f(v, digits: int = 3) -> str:
+    return "–" if v is None else f"{v:.{digits}f}"
+
+
+def _mean(vals) -> float | None:
+    vals = [v for v in vals if v is not None]
+    return float(np.mean(vals)) if vals else None
+
+
+def _combo(c) -> str:
+    return "–" if not c else (c[0] if len(c) == 1 else "rank-average(" + " + ".join(c) + ")")
+
+
+def markdown(a: dict, settings: dict, command: str, plots: dict[str, str]) -> str:
+    T, M = a["targets"], a["models"]
+    ests = list(a["tau_best"])
+    lines = ["# `advisor bench` report", "",
+             f"Regenerate from the cache (no training, no scoring): `{command} --report-only`.", "",
+             "## Protocol", "",
+             ("Ground truth per (model, target): full fine-tune (cut `pre_logits`, nothing frozen; seed 004's schedule, "
+             "`advisor.finetune`) for each backbone lr of the grid (new head at `head_lr_factor` × it) and each seed; the lr is "
+             "chosen by mean accuracy on a stratified validation part of the training pool, and the **test** accuracy at that lr "
+             "(mean ± std over seeds) is reported. Best defrost cut: `advisor validate --protocol defrost` (seed 002) at its "
+             "default cuts. Scores: every estimator on the training part (oriented so higher = better), at each model's best cut "
+             "and at `pre_logits`. τ = `scipy.stats.weightedtau` (defaults)."), "",
+             "| setting | value |", "|---|---|"]
+    lines += [f"| {k} | {', '.join(map(str, v)) if isinstance(v, (list, tuple)) else v} |" for k, v in settings.items()]
+    lines += ["", "## Ground truth: test accuracy (mean ± std over seeds) at the chosen backbone lr", "",
+              "| model | " + " | ".join(T) + " |", "|---" * (len(T) + 1) + "|"]
+    for m in M:
+        row = []
+        for t in T:
+            c = a["cell"].get((t, m))
+            g = c["ground_truth"] if c else None
+            row.append("–" if not g or g["test_mean"] is None else f"{g['test_mean']:.3f} ± {g['test_std']:.3f} (lr {g['lr_backbone']:g})")
+        lines.append(f"| {m} | " + " | ".join(row) + " |")
+    lines += ["", "Best defrost cut (seed 002 protocol) per model and target:", "",
+              "| model | " + " | ".join(T) + " |", "|---" * (len(T) + 1) + "|"]
+    for m in M:
+        lines.append(f"| {m} | " + " | ".join((a["cell"][t, m]["defrost"]["best_cut"] or "–") if (t, m) in a["cell"] else "–" for t in T) + " |")
+    lines += ["", "## Noise band", "",
+              ("noise = mean over models of the seed std of test accuracy; a target is **flagged** when max − min accuracy "
+              "over models is below 2 × noise, or zero (the ground truth cannot order its models)."), "",
+              "| target | noise | spread (max − min) | flagged |", "|---|---|---|---|"]
+    lines += [f"| {t} | {_f(a['noise'][t]['noise'])} | {_f(a['noise'][t]['spread'])} | {'**yes**' if a['noise'][t]['flagged'] else 'no'} |" for t in T]
+    clean = [t for t in T if not a["noise"][t]["flagged"]]
+    for title, tau in (("Weighted Kendall τ per target (score at each model's best cut)", a["tau_best"]),
+                       ("Weighted Kendall τ per target (score at pre_logits)", a["tau_pre"])):
+        lines += ["", f"## {title}", "", "| estimator | " + " | ".join(T) + " | mean | mean (unflagged) |", "|---" * (len(T) + 3) + "|"]
+        for e in sorted(ests, key=lambda e: -(_mean(tau[e].values()) if _mean(tau[e].values()) is not None else -9)):
+            lines.append(f"| {e} | " + " | ".join(_f(tau[e][t]) for t in T) + f" | {_f(_mean(tau[e].values()))} | "
+                         f"{_f(_mean(tau[e][t] for t in clean))} |")
+    lines += ["", "## Picks, regret, layer choice and cost", "",
+              ("top-1 hit rate: share of targets where the estimator's first model is a most accurate one; regret: test accuracy "
+              "lost by taking its pick; layer distance: cut positions between `advisor layers`' recommendation (this estimator) "
+              "and the best defrost cut, mean over (model, target); seconds: scoring time for all models and cuts of one target."), "",
+              "| estimator | top-1 hit rate | mean regret | max regret | layer distance | seconds per target |", "|---|---|---|---|---|---|"]
+    for e in ests:
+        p = a["per_estimator"][e]
+        lines.append(f"| {e} | {_f(p['top1_hit_rate'], 2)} | {_f(p['mean_regret'])} | {_f(p['max_regret'])} | "
+                     f"{_f(p['layer_distance'], 2)} | {_f(p['seconds_per_target'], 4)} |")
+    lines += ["", "## Default for `advisor rank`: leave-one-target-out", "",
+              f"Candidates: the best single estimator and the rank-average of the top 2 and top 3 (by mean τ at the best cut), "
+              f"chosen on all targets but one and scored on the held-out one. Targets used: {', '.join(a['loto_targets'])}"
+              + ("" if len(clean) >= 2 else " (fewer than 2 unflagged targets: all targets used)") + ".", ""]
+    loto = a["loto"]
+    if loto:
+        lines += ["| held-out target | chosen on the others | mean τ on the others | τ on the held-out target |", "|---|---|---|---|"]
+        lines += [f"| {f['held_out']} | {_combo(f['combo'])} | {_f(f['train_mean_tau'])} | {_f(f['held_out_tau'])} |" for f in loto["folds"]]
+        lines += ["", f"Leave-one-target-out mean τ of the selection procedure: **{_f(loto['mean_tau'])}**.", ""]
+    else:
+        lines += ["Fewer than 2 targets: no leave-one-target-out estimate.", ""]
+    final = a["final"]
+    lines += [(f"Choice on all these targets: **{_combo(final['combo']) if final else '–'}** "
+               f"(mean τ {_f(final['mean_tau']) if final else '–'})."), ""]
+    lines += ["## Plots", ""]
+    lines += [f"![{name}]({path})" for name, path in plots.items()]
+    return "\n".join(lines) + "\n"
+
+
+def plot_scatter(a: dict, target: str, path: Path) -> None:
+    """Score (best cut, oriented) vs test accuracy, one panel per estimator, one point per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ests = list(a["tau_best"])
+    cols = min(5, len(ests))
+    rows = int(np.ceil(len(ests) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows), squeeze=False)
+    acc, std = a["acc"][target], a["std"][target]
+    for ax, e in zip(axes.flat, ests):
+        pts = [(m, a["best"][e][target].get(m), acc[m], std.get(m) or 0.0) for m in acc if a["best"][e][target].get(m) is not None]
+        if pts:
+            ax.errorbar([p[1] for p in pts], [p[2] for p in pts], yerr=[p[3] for p in pts], fmt="o", capsize=2, markersize=4)
+            for m, x, y, _ in pts:
+                ax.annotate(m[:14], (x, y), fontsize=6, xytext=(2, 2), textcoords="offset points")
+        ax.set_title(f"{e} (τ {_f(a['tau_best'][e][target], 2)})", fontsize=8)
+        ax.tick_params(labelsize=6)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(ests):]:
+        ax.axis("off")
+    fig.suptitle(f"{target}: score (best cut) vs test accuracy", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_tau(a: dict, path: Path) -> None:
+    """Mean weighted τ per estimator (bar) with each target's τ (dots)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tau = a["tau_best"]
+    ests = sorted(tau, key=lambda e: (_mean(tau[e].values()) is None, _mean(tau[e].values()) or 0.0))
+    fig, ax = plt.subplots(figsize=(7, 0.32 * len(ests) + 1.5))
+    ax.barh(range(len(ests)), [_mean(tau[e].values()) or 0.0 for e in ests], color="tab:blue", alpha=0.5, label="mean")
+    for i, e in enumerate(ests):
+        vals = [v for v in tau[e].values() if v is not None]
+        ax.plot(vals, [i] * len(vals), "k.", markersize=5)
+    ax.set_yticks(range(len(ests)), ests, fontsize=8)
+    ax.axvline(0, color="grey", linewidth=0.8)
+    ax.set_xlabel("weighted Kendall τ vs test accuracy (dots: targets)")
+    ax.set_xlim(-1.05, 1.05)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_report(cells: list[dict], estimators: list[str], settings: dict, out_dir: str | Path, command: str) -> Path:
+    """``out_dir/bench_report.md`` + ``tau_per_estimator.png`` + ``scatter_<target>.png`` per target."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    a = analyse(cells, estimators)
+    plots = {}
+    plot_tau(a, out / "tau_per_estimator.png")
+    plots["weighted τ per estimator"] = "tau_per_estimator.png"
+    for i, t in enumerate(a["targets"]):
+        name = f"scatter_{i:02d}_{''.join(ch if ch.isalnum() else '_' for ch in t)}.png"
+        plot_scatter(a, t, out / name)
+        plots[f"{t}: score vs accuracy"] = name
+    path = out / "bench_report.md"
+    path.write_text(markdown(a, settings, command, plots))
+    return path

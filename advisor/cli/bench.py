@@ -1,0 +1,67 @@
+"""``advisor bench``: every estimator against fine-tuned ground truth; CSV + report (see advisor.bench)."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import typer
+
+from advisor.cli import app
+from advisor.cli.output import err, out
+from advisor.cli.rank import _split_models as _split
+from advisor.errors import AdvisorError
+
+EXAMPLE = """
+Examples:
+
+  advisor bench                                   # registry/bench.toml: the shared models x targets
+
+  advisor bench --models tf_efficientnet_lite0,resnet20_cifar10 --targets my_images/,data.npz --epochs 5
+
+  advisor bench --report-only                     # rebuild the report from the cache
+
+Fine-tunes are cached: rerunning skips finished runs; Ctrl-C loses at most the run in progress.
+"""
+
+
+def _numbers(text: str | None, kind, option: str) -> list | None:
+    if text is None:
+        return None
+    try:
+        return [kind(v) for v in _split([text])]
+    except ValueError:
+        raise AdvisorError(f"{option} '{text}' is not a comma-separated list of numbers", f"e.g. {option} 0,1") from None
+
+
+@app.command(epilog=EXAMPLE)
+def bench(
+    models: list[str] = typer.Option([], "--models", "-m", help="Models (comma-separated or repeated). Default: the config's."),
+    targets: list[str] = typer.Option([], "--targets", "-t", help="Labelled targets: folders, .csv or .npz (comma-separated or repeated). Default: the config's."),
+    config: Path | None = typer.Option(None, help="Bench config TOML (default: registry/bench.toml, paths relative to $ADVISOR_SHARED or ../shared)."),
+    epochs: int | None = typer.Option(None, help="Epochs per fine-tune (default: the config's)."),
+    seeds: str | None = typer.Option(None, help="Seeds, comma-separated (default: the config's, 0,1)."),
+    lrs: str | None = typer.Option(None, help="Backbone learning-rate grid, comma-separated (default: the config's, 0.01,0.001)."),
+    max_train: int | None = typer.Option(None, help="Training images per fine-tune (stratified, seeded)."),
+    estimator: list[str] = typer.Option([], "--estimator", "-e", help="Estimators to score (default: every registered one)."),
+    out_dir: Path = typer.Option(Path("benchmarks/bench"), "--out", help="Folder for bench_report.md and its PNGs."),
+    ground_truth: Path = typer.Option(Path("benchmarks/bench_ground_truth.csv"), "--ground-truth", help="Where to write the ground-truth CSV."),
+    report_only: bool = typer.Option(False, "--report-only", help="Rebuild the CSV and report from the cache; train and score nothing."),
+    weights_dir: Path | None = typer.Option(None, envvar="ADVISOR_WEIGHTS_DIR", help="Folder mirroring model weights (default: <shared>/models)."),
+    device: str | None = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
+) -> None:
+    """Fine-tune every model on every target (lr grid x seeds), score every estimator, write the ground-truth CSV and bench_report.md."""
+    from advisor import bench as b
+    from advisor.bench_report import write_report
+
+    cfg = b.load_config(config, models=_split(models) or None, targets=_split(targets) or None, epochs=epochs,
+                        seeds=_numbers(seeds, int, "--seeds"), lrs=_numbers(lrs, float, "--lrs"), max_train=max_train,
+                        estimators=_split(estimator) or None, weights_dir=weights_dir)
+    cells = b.bench(cfg, report_only=report_only, device=device, log=lambda msg: err.print(f"[dim]{msg}[/dim]", highlight=False))
+    csv_path = b.write_ground_truth(cells, cfg.settings, ground_truth)
+    argv = [a for a in sys.argv[1:] if a != "--report-only"] if Path(sys.argv[0]).name == "advisor" else []
+    command = "advisor " + " ".join(shlex.quote(a) for a in argv) if argv else "advisor bench (same options)"
+    report = write_report(cells, list(cfg.settings.estimators), {**cfg.settings.as_dict(), "config": cfg.source},
+                          out_dir, command)
+    out.print(f"ground truth: {csv_path}\nreport: {report}")
