@@ -221,3 +221,13 @@ def test_layers_validate_shows_the_measured_profile(run_cli, image_folder, resne
     assert png.stat().st_size > 10_000
     code, out, err = run_cli("layers", resnet_id, str(image_folder), "-e", "cka", "--validate", "--epochs", "1")
     assert code == 0 and "measured acc (defrost)" in out and "★" in out
+
+
+def test_rank_and_layers_show_the_domain_forecast(run_cli, image_folder, resnet_id):
+    code, out, err = run_cli("rank", str(image_folder), "--models", resnet_id, "-e", "knn", "--domain")
+    assert code == 0, err
+    assert "domain forecast vs imagenet" in out and "predicted T_FB" in out and "freezing:" in out
+    code, out, err = run_cli("layers", resnet_id, str(image_folder), "-e", "cka", "--domain", "--json")
+    assert code == 0, err
+    dom = json.loads(out)["domain"]
+    assert dom["source"] == "imagenet" and dom["N"] == 24 and dom["forecast"]["T_FB"] > 0

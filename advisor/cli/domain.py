@@ -187,3 +187,26 @@ def refs(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -
     for r in rows:
         t.add_row(*[fmt(v) for v in r.values()])
     out.print(t)
+
+
+def forecast_lines(probe: str, models: list[str], *, split: str | None, max_images: int | None, seed: int) -> list[tuple[str, dict | None]]:
+    """``rank --domain`` / ``layers --domain``: one forecast line per pre-training domain among
+    ``models`` (the forecast depends on the model only through that domain), as (text, result)."""
+    from advisor import domain
+
+    lines = []
+    by_source: dict[str, list[str]] = {}
+    for m in models:
+        by_source.setdefault(domain.source_for_model(m), []).append(m)
+    for src, members in by_source.items():
+        who = ", ".join(members) if len(members) <= 3 else f"{len(members)} models"
+        if src not in domain.list_references():
+            lines.append((f"domain forecast ({who}): no '{src}' reference — build one with "
+                          f"`advisor domain build-ref {src} FOLDER`", None))
+            continue
+        res = domain.analyse(probe, source=src, split=split, max_images=max_images, seed=seed)
+        fc, adv = res["forecast"], res["advice"]
+        lines.append((f"domain forecast vs {src} ({who}): G {res['G']:.2f}, W {res['W']:.2f}, N {res['N']}; "
+                      f"predicted T_FB {fc['T_FB']:.1f} ({fc['level']:.0%} band {fc['low']:.1f}–{fc['high']:.1f}); "
+                      f"freezing: {adv['tier']} — {adv['recommendation']}", res))
+    return lines

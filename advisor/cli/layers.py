@@ -40,6 +40,7 @@ def layers(
     validate: bool = typer.Option(False, "--validate", help="Also measure the defrosting profile (short fine-tunes, `advisor validate`) and show it alongside."),
     epochs: int = typer.Option(10, help="--validate: training epochs per run."),
     repeats: int = typer.Option(1, help="--validate: seeds per cut."),
+    show_domain: bool = typer.Option(False, "--domain", help="Also print seed 000's domain forecast for the model's pre-training domain (`advisor domain` has the details)."),
 ) -> None:
     """Score every cut of MODEL on PROBE and recommend the cut to freeze up to."""
     from advisor.layers import layers as run_layers
@@ -59,6 +60,11 @@ def layers(
                            estimators=profile.estimators, weights_dir=weights_dir,
                            log=lambda msg: err.print(f"[dim]{msg}[/dim]"))
         measured = res.profile(model)
+    lines = []
+    if show_domain:
+        from advisor.cli.domain import forecast_lines
+
+        lines = forecast_lines(probe, [model], split=split, max_images=max_images, seed=seed)
     if plot is not None:
         draw(profile, str(plot), measured)
         err.print(f"[dim]plot written to {plot}[/dim]")
@@ -66,6 +72,8 @@ def layers(
         data = profile.to_json()
         if measured is not None:
             data["measured"] = {c: {"mean": m, "std": s, "runs": n} for c, (m, s, n) in measured.items()}
+        if show_domain:
+            data["domain"] = lines[0][1] if lines else None
         print_json(data)
         return
     p = profile.result.probe
@@ -93,6 +101,8 @@ def layers(
     else:
         out.print(f"recommendation: freeze up to [bold]{rec.cut}[/bold] (it and every cut before it); fine-tune the rest.")
         out.print(f"rule: {rec.rule}")
+    for text, _ in lines:
+        out.print(text)
     for est in profile.estimators:
         errs = sorted({e for e in profile.errors[est] if e})
         if errs:

@@ -69,6 +69,7 @@ def rank(
     weights_dir: Optional[Path] = typer.Option(None, envvar="ADVISOR_WEIGHTS_DIR", help="Folder mirroring model weights (see README)."),
     as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON on stdout."),
     as_csv: bool = typer.Option(False, "--csv", help="Print the rows as CSV on stdout."),
+    show_domain: bool = typer.Option(False, "--domain", help="Also print seed 000's domain forecast (gap, width, amount → T_FB, freezing) per pre-training domain; `advisor domain` has the details."),
 ) -> None:
     """Rank candidate models (and the best cut of each) by transferability to PROBE."""
     from advisor.ranking import rank as run_rank
@@ -79,14 +80,23 @@ def rank(
                           seed=seed, img_size=img_size, batch_size=batch_size, weights_dir=weights_dir, progress=callbacks)
     finally:
         bar.stop()
-    if as_json:
-        print_json(result.rows)
-        return
-    if as_csv:
-        print_csv(result.rows, ["rank", "model", "estimator", "cut", "score", "final_cut_score", "higher_is_better",
-                                "pretrain", "extract_seconds", "score_seconds", "n_images", "error"])
+    lines = []
+    if show_domain:
+        from advisor.cli.domain import forecast_lines
+
+        lines = forecast_lines(probe, [m.model_id for m in result.models], split=split, max_images=max_images, seed=seed)
+    if as_json or as_csv:
+        if as_json:
+            print_json(result.rows)
+        else:
+            print_csv(result.rows, ["rank", "model", "estimator", "cut", "score", "final_cut_score", "higher_is_better",
+                                    "pretrain", "extract_seconds", "score_seconds", "n_images", "error"])
+        for text, _ in lines:  # stdout stays machine-readable
+            err.print(f"[dim]{text}[/dim]")
         return
     _print_table(result)
+    for text, _ in lines:
+        out.print(text)
 
 
 def _print_table(result) -> None:
