@@ -33,6 +33,24 @@ CASES = [
 ESTIMATORS = ["depara", "cka", "ii", "logme", "knn"]
 
 
+def _same_as_pre_logits(model_id: str) -> str | None:
+    """The last feature cut if nothing with parameters lies between it and the classifier (then a
+    defrost at that cut and at pre_logits train the same classifier on the same pooled features)."""
+    import torch
+
+    from advisor.features import cut_names
+    from advisor.loading import build_model
+    from advisor.models import ResolveContext, resolve_model
+    from advisor.split import stages
+
+    loaded = build_model(resolve_model(model_id, ResolveContext(weights_dir=SHARED / "models", offline=True)))
+    last = cut_names(loaded.module)[-2]
+    st = stages(loaded.module, torch.randn(2, *loaded.data_config["input_size"]))
+    classifier = {id(p) for p in loaded.module.get_classifier().parameters()}
+    between = [p for m in st.suffix_modules(last) for p in m.parameters() if id(p) not in classifier]
+    return last if not between else None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--epochs", type=int, default=10)
@@ -64,11 +82,14 @@ def main() -> None:
         lp = layers(model, probe, estimators, weights_dir=SHARED / "models", offline=True)
         epc = len(lp.result.probe) / lp.result.probe.num_classes
         measured = list(prof)
+        same = _same_as_pre_logits(model)
+        position = {c: lp.cuts.index(same if c == "pre_logits" and same else c) for c in lp.cuts}
         lines = [
             f"## {model} on {data}",
             "",
-            f"{res.split_note}; defrost, {args.epochs} epochs, {args.repeats} seeds per cut; wall time {wall / 60:.1f} min "
-            f"(runs {sum(r.seconds for r in res.rows):.0f} s of training).",
+            f"{res.split_note}; defrost, {args.epochs} epochs, {args.repeats} seeds per cut; training time of the runs "
+            f"{sum(r.seconds for r in res.rows):.0f} s as recorded in the cache ({sum(r.cached for r in res.rows)} of "
+            f"{len(res.rows)} runs were cached from an earlier invocation; this one took {wall / 60:.1f} min).",
             "",
             "| cut (frozen up to) | val accuracy (mean ± std) | runs | train seconds (mean) |",
             "|---|---:|---:|---:|",
@@ -81,8 +102,10 @@ def main() -> None:
             "",
             f"Measured best cut: **{best}**. Each estimator's pick on the same training split "
             f"(`advisor layers`, {epc:.0f} examples per class; distance = cut positions between its pick and {best} "
-            f"in the model's cut list {', '.join(lp.cuts)}; τ = weighted Kendall τ of its scores vs the measured accuracy "
-            "over the measured cuts):",
+            f"in the model's cut list {', '.join(lp.cuts)}"
+            + (f", where pre_logits counts as {same}: the model's head after {same} is only the average pool and the "
+               "classifier, so freezing up to either trains the same layer on the same pooled features" if same else "")
+            + "; τ = weighted Kendall τ of its scores vs the measured accuracy over the measured cuts):",
             "",
             "| estimator | recommended cut | argmax cut | distance | weighted τ over cuts |",
             "|---|---|---|---:|---:|",
@@ -92,7 +115,7 @@ def main() -> None:
             if rec is None:
                 lines.append(f"| {est} | – | – | – | – |")
                 continue
-            dist = abs(lp.cuts.index(rec.cut) - lp.cuts.index(best))
+            dist = abs(position[rec.cut] - position[best])
             sign = 1 if lp.higher_is_better[est] else -1
             pairs = [(prof[c][0], sign * lp.scores[est][lp.cuts.index(c)]) for c in measured
                      if lp.scores[est][lp.cuts.index(c)] is not None]
