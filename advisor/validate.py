@@ -230,7 +230,7 @@ def validate(
     proto = ft.defrost(epochs=epochs, lr=lr or 0.1, batch_size=batch_size) if protocol == "defrost" else \
         replace(ft.finetune(per_class, epochs=epochs, freeze=freeze, batch_size=batch_size), **({"lr": lr} if lr else {}))
     # Build every model and check its cuts and split before any training: bad input fails fast.
-    prepared = {m: _prepare(m, resolved[m], cuts, proto) for m, _ in picks}
+    prepared = {m: _prepare(m, resolved[m], cuts, proto, best_cut) for m, best_cut in picks}
     log(f"probe: {split_note}; protocol {proto.name} {proto.as_dict()}; device {dev}")
     rows: list[ValidationRow] = []
     for model_id, _best_cut in picks:
@@ -239,8 +239,9 @@ def validate(
     return ValidationResult(rows, train, val, split_note, agreement, dev)
 
 
-def _prepare(model_id, resolved, cuts, proto):
-    """(loaded model, its stages, the cuts to validate), or a one-line error."""
+def _prepare(model_id, resolved, cuts, proto, ranked_cut: str | None = None):
+    """(loaded model, its stages, the cuts to validate), or a one-line error. Without ``cuts``, the
+    default range plus the cut the last ``rank`` picked for this model (``ranked_cut``)."""
     import torch
 
     from advisor.features import cut_names
@@ -251,6 +252,8 @@ def _prepare(model_id, resolved, cuts, proto):
     module = loaded.module
     names = cut_names(module)
     wanted = cuts or default_cuts(module, names)
+    if not cuts and ranked_cut in names and ranked_cut not in wanted:
+        wanted = [c for c in names if c in wanted or c == ranked_cut]
     bad = [c for c in wanted if c not in names]
     if bad:
         raise AdvisorError(f"{model_id} has no cut {', '.join(bad)}", f"use cuts from: {', '.join(names)}")

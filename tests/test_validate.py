@@ -231,3 +231,15 @@ def test_rank_and_layers_show_the_domain_forecast(run_cli, image_folder, resnet_
     assert code == 0, err
     dom = json.loads(out)["domain"]
     assert dom["source"] == "imagenet" and dom["N"] == 24 and dom["forecast"]["T_FB"] > 0
+
+
+def test_top_picks_add_the_cut_rank_chose(resnet_id):
+    from advisor.finetune import defrost
+    from advisor.models import ResolveContext, resolve_model
+    from advisor.validate import _prepare
+
+    resolved = resolve_model(resnet_id, ResolveContext(offline=True))
+    _, _, default = _prepare(resnet_id, resolved, None, defrost())
+    _, _, with_ranked = _prepare(resnet_id, resolved, None, defrost(), ranked_cut="act1")
+    _, _, explicit = _prepare(resnet_id, resolved, ["layer4"], defrost(), ranked_cut="act1")
+    assert "act1" not in default and with_ranked == ["act1"] + default and explicit == ["layer4"]
