@@ -157,15 +157,18 @@ def report_profiles(profiles, epochs, t_start, load0, command) -> str:
         "frozen prefix's activations are computed once per cut (cached, what `advisor validate` does) or from the images",
         f"at every step (naive). {epochs} epochs (validate's default), at `advisor validate`'s default cuts (seed 002's",
         "range: after the first down-sampling to pre_logits). Times include computing the cached activations.",
+        "The math is the same, but the cached prefix runs in chunks of 64 and the naive one per batch of 32, so",
+        "activations can differ in the last float bits; a suffix trained from scratch at lr 0.1 can amplify that into a",
+        "different final accuracy (chaotic training), which is why not every cut needs to match exactly.",
         "",
-        "| model | data (train images) | epochs | cuts | cached total | naive total | ratio (goal ≤ 0.5) | accuracies equal |",
+        "| model | data (train images) | epochs | cuts | cached total | naive total | ratio (goal ≤ 0.5) | cuts with equal accuracy |",
         "|---|---|---:|---|---:|---:|---:|:---:|",
     ]
     for p in profiles:
         ratio = p["cached"]["total"] / p["naive"]["total"]
-        same = all(abs(p["cached"][c][1] - p["naive"][c][1]) < 1e-9 for c in p["cuts"])
+        same = sum(abs(p["cached"][c][1] - p["naive"][c][1]) < 1e-9 for c in p["cuts"])
         lines.append(f"| {p['model']} | {p['data']} ({p['n']}) | {p['epochs']} | {', '.join(p['cuts'])} | {p['cached']['total']:.1f} s | "
-                     f"{p['naive']['total']:.1f} s | **{ratio:.2f}** | {'yes' if same else 'no'} |")
+                     f"{p['naive']['total']:.1f} s | **{ratio:.2f}** | {same} of {len(p['cuts'])} |")
     lines += ["", "Per cut (seconds, validation accuracy):", "", "| model | cut | cached | naive | ratio |", "|---|---|---:|---:|---:|"]
     for p in profiles:
         for c in p["cuts"]:
