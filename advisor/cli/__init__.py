@@ -1,5 +1,7 @@
 """The ``advisor`` command line. Each command lives in its own module here:
-``rank.py`` (model selection), ``layers.py`` (freeze depth), ``plugins.py`` (what is installed), ``cache.py`` (the DuckDB cache).
+``rank.py`` (model selection), ``layers.py`` (freeze depth), ``validate.py`` (short fine-tunes that
+measure), ``domain.py`` (seed 000's domain forecast), ``bench.py`` (estimators vs ground truth),
+``plugins.py`` (what is installed), ``cache.py`` (the DuckDB cache).
 
 Errors become one line on stderr and exit code 2 here, at the edge, and nowhere else.
 """
