@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
 
 from advisor.cli import app
+from advisor.cli import options as opt
 from advisor.cli.output import err, fmt, out, print_json
 from advisor.cli.rank import _progress_callbacks
 
@@ -25,16 +26,16 @@ compares with a model trained on the target instead of the labels.
 
 @app.command(epilog=EXAMPLE)
 def layers(
-    model: str = typer.Argument(..., help="The pretrained model id (as in `advisor rank --models`)."),
-    probe: str = typer.Argument(..., help="Your images: folder, .csv, .npz or builtin:digits."),
+    model: Annotated[str, typer.Argument(help="The pretrained model id (as in `advisor rank --models`).")],
+    probe: opt.Probe,
     estimator: list[str] = typer.Option([], "--estimator", "-e", help="Estimators (repeatable); the first drives the pick. Default: depara, cka, ii."),
-    reference: Optional[str] = typer.Option(None, help="Target reference: labels (default when labelled), scratch (a ResNet-20 trained on the probe) or model:<id>[@cut]."),
-    split: str = typer.Option("train", help="Split folder / npz prefix when the data has splits."),
-    max_images: Optional[int] = typer.Option(None, help="Subsample to at most this many images (stratified, seeded)."),
-    seed: int = typer.Option(0, help="Seed of the subsample."),
-    img_size: Optional[int] = typer.Option(None, help="Override the model's input size (pixels)."),
-    batch_size: int = typer.Option(32, help="Images per forward pass."),
-    weights_dir: Optional[Path] = typer.Option(None, envvar="ADVISOR_WEIGHTS_DIR", help="Folder mirroring model weights."),
+    reference: opt.Reference = None,
+    split: opt.Split = "train",
+    max_images: opt.MaxImages = None,
+    seed: opt.Seed = 0,
+    img_size: opt.ImgSize = None,
+    batch_size: opt.BatchSize = 32,
+    weights_dir: opt.WeightsDir = None,
     plot: Optional[Path] = typer.Option(None, help="Write the profiles with the pick marked to this PNG."),
     as_json: bool = typer.Option(False, "--json", help="Print the profile as JSON on stdout."),
     validate: bool = typer.Option(False, "--validate", help="Also measure the defrosting profile (short fine-tunes, `advisor validate`) and show it alongside."),

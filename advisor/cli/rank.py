@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Optional
-
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from advisor.cli import app
+from advisor.cli import options as opt
 from advisor.cli.output import err, fmt, out, print_csv, print_json
 
 EXAMPLE = """
@@ -57,16 +61,16 @@ def _split_models(models: list[str]) -> list[str]:
 
 @app.command(epilog=EXAMPLE)
 def rank(
-    probe: str = typer.Argument(..., help="Your images: folder, .csv, .npz or builtin:digits."),
+    probe: opt.Probe,
     models: list[str] = typer.Option([], "--models", "-m", help="Candidate model ids (repeat or comma-separate). Default: the embedded EfficientNet-Lites."),
     estimator: list[str] = typer.Option([], "--estimator", "-e", help="Estimator name (repeatable); the first one orders the table. Default: logme, knn."),
-    reference: Optional[str] = typer.Option(None, help="Target reference for cka/ii/depara: labels (default when labelled), scratch (a ResNet-20 trained on the probe) or model:<id>[@cut]."),
-    split: str = typer.Option("train", help="Split folder / npz prefix to probe when the data has splits."),
-    max_images: Optional[int] = typer.Option(None, help="Subsample to at most this many images (stratified, seeded)."),
-    seed: int = typer.Option(0, help="Seed of the subsample."),
-    img_size: Optional[int] = typer.Option(None, help="Override every model's input size (pixels)."),
-    batch_size: int = typer.Option(32, help="Images per forward pass."),
-    weights_dir: Optional[Path] = typer.Option(None, envvar="ADVISOR_WEIGHTS_DIR", help="Folder mirroring model weights (see README)."),
+    reference: opt.Reference = None,
+    split: opt.Split = "train",
+    max_images: opt.MaxImages = None,
+    seed: opt.Seed = 0,
+    img_size: opt.ImgSize = None,
+    batch_size: opt.BatchSize = 32,
+    weights_dir: opt.WeightsDir = None,
     as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON on stdout."),
     as_csv: bool = typer.Option(False, "--csv", help="Print the rows as CSV on stdout."),
     show_domain: bool = typer.Option(False, "--domain", help="Also print seed 000's domain forecast (gap, width, amount → T_FB, freezing) per pre-training domain; `advisor domain` has the details."),
