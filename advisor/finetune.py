@@ -157,7 +157,6 @@ def train(st: Stages, cut: str, protocol: Protocol, train_h, train_y, val_h, val
     start = time.perf_counter()
     train_h, train_y = _nhwc(train_h.to(device)), train_y.to(device)
     val_h, val_y = _nhwc(val_h.to(device)), val_y.to(device)
-    suffix_from = frozen_cut if frozen_cut is not None else None
     for epoch in range(protocol.epochs):
         _set_train(st, new + transferred_trainable)
         order = torch.randperm(len(train_h), generator=gen).to(device)
@@ -167,7 +166,7 @@ def train(st: Stages, cut: str, protocol: Protocol, train_h, train_y, val_h, val
             if len(idx) < 2 and protocol.name == "defrost" and cut != PRE_LOGITS:
                 continue  # BatchNorm cannot train on a single image
             with torch.autocast("cuda", enabled=use_amp):
-                logits = _forward(st, suffix_from, train_h[idx])
+                logits = _forward(st, frozen_cut, train_h[idx])
                 loss = F.cross_entropy(logits.float(), train_y[idx])
             if not torch.isfinite(loss):
                 result.status = "failed"
@@ -187,14 +186,14 @@ def train(st: Stages, cut: str, protocol: Protocol, train_h, train_y, val_h, val
             total_loss += loss.item() * len(idx)
             correct += int((logits.argmax(1) == train_y[idx]).sum())
             seen += len(idx)
-        val_acc = evaluate(st, suffix_from, val_h, val_y)
+        val_acc = evaluate(st, frozen_cut, val_h, val_y)
         result.history.append({"epoch": epoch + 1, "loss": total_loss / max(seen, 1), "train_acc": correct / max(seen, 1),
                                "val_acc": val_acc, "lr": opt.param_groups[0]["lr"]})
     result.seconds = time.perf_counter() - start
     result.val_acc = result.history[-1]["val_acc"] if result.history else None
     result.best_val_acc = max(h["val_acc"] for h in result.history) if result.history else None
     if test_h is not None and test_y is not None:
-        result.test_acc = evaluate(st, suffix_from, _nhwc(test_h.to(device)), test_y.to(device))
+        result.test_acc = evaluate(st, frozen_cut, _nhwc(test_h.to(device)), test_y.to(device))
     model.eval()
     if protocol.name == "finetune" and theta_a is not None and theta_r is not None:
         from advisor.transferability import (
