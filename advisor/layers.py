@@ -151,7 +151,9 @@ def plot(profile: LayerProfile, path: str, measured: dict[str, tuple[float, floa
         mean = [measured[c][0] for c in cuts]
         ax2.errorbar(xs, mean, yerr=[measured[c][1] for c in cuts], color="black", marker="s", linewidth=2, capsize=3,
                      label="measured defrost accuracy (right axis)")
-        best = int(np.argmax(mean))
+        from advisor.validate import best_cut
+
+        best = cuts.index(best_cut({c: measured[c] for c in cuts}))
         ax2.plot([xs[best]], [mean[best]], marker="*", markersize=16, color="gold", markeredgecolor="black", linestyle="none",
                  label=f"measured best: {cuts[best]}")
         ax2.set_ylabel("measured validation accuracy")

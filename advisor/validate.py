@@ -58,12 +58,14 @@ class ValidationResult:
 
     def best_range(self, model: str) -> tuple[str, str, str] | None:
         """(best measured cut, shallower neighbour, deeper neighbour) among the sampled cuts: seed 002
-        finds profiles regular enough that the optimum lies between the best sample's neighbours."""
+        finds profiles regular enough that the optimum lies between the best sample's neighbours. Ties
+        go to the deepest cut: the same accuracy with less to train (and small targets favour deeper
+        freezing, seeds 002/004)."""
         prof = self.profile(model)
         if not prof:
             return None
         cuts = list(prof)
-        i = max(range(len(cuts)), key=lambda k: prof[cuts[k]][0])
+        i = cuts.index(best_cut(prof))
         return cuts[i], cuts[max(i - 1, 0)], cuts[min(i + 1, len(cuts) - 1)]
 
     def profile(self, model: str) -> dict[str, tuple[float, float, int]]:
@@ -74,6 +76,15 @@ class ValidationResult:
             if accs:
                 out[cut] = (float(np.mean(accs)), float(np.std(accs)), len(accs))
         return out
+
+
+def best_cut(profile: dict[str, tuple]) -> str | None:
+    """The cut with the highest mean accuracy in a ``{cut: (mean, ...)}`` profile (shallow to deep);
+    ties go to the deepest: the same accuracy with less to train."""
+    if not profile:
+        return None
+    top = max(v[0] for v in profile.values())
+    return [c for c, v in profile.items() if v[0] == top][-1]
 
 
 def train_val_split(spec: str, *, max_images: int | None = None, seed: int = 0) -> tuple[Probe, Probe, str]:
@@ -428,7 +439,7 @@ def plot_profiles(result: ValidationResult, path: str) -> None:
         mean = [prof[c][0] for c in cuts]
         std = [prof[c][1] for c in cuts]
         ax.errorbar(range(len(cuts)), mean, yerr=std, marker="o", capsize=3)
-        best = int(np.argmax(mean))
+        best = cuts.index(best_cut(prof))
         ax.plot([best], [mean[best]], marker="*", markersize=16, color="tab:red", linestyle="none", label=f"best: {cuts[best]}")
         ax.set_xticks(range(len(cuts)), cuts, rotation=30, ha="right")
         ax.set_xlabel("frozen up to (cut)")

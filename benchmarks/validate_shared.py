@@ -62,7 +62,7 @@ def main() -> None:
 
     from advisor.estimators import list_estimators
     from advisor.layers import layers, recommend
-    from advisor.validate import ValidationResult, plot_profiles, validate, weighted_tau
+    from advisor.validate import ValidationResult, best_cut, plot_profiles, validate, weighted_tau
 
     known = {e.name for e in list_estimators()}
     estimators = [e for e in ESTIMATORS if e in known]
@@ -78,7 +78,7 @@ def main() -> None:
         results.append(res)
         all_rows += res.rows
         prof = res.profile(model)
-        best = max(prof, key=lambda c: prof[c][0])
+        best = best_cut(prof)
         lp = layers(model, probe, estimators, weights_dir=SHARED / "models", offline=True)
         epc = len(lp.result.probe) / lp.result.probe.num_classes
         measured = list(prof)

@@ -243,3 +243,11 @@ def test_top_picks_add_the_cut_rank_chose(resnet_id):
     _, _, with_ranked = _prepare(resnet_id, resolved, None, defrost(), ranked_cut="act1")
     _, _, explicit = _prepare(resnet_id, resolved, ["layer4"], defrost(), ranked_cut="act1")
     assert "act1" not in default and with_ranked == ["act1"] + default and explicit == ["layer4"]
+
+
+def test_best_cut_prefers_the_deepest_of_equal_accuracies():
+    from advisor.validate import best_cut
+
+    assert best_cut({"a": (0.5, 0, 1), "b": (0.7, 0, 1), "c": (0.7, 0, 1), "d": (0.6, 0, 1)}) == "c"
+    assert best_cut({"a": (0.9, 0, 1), "b": (0.7, 0, 1)}) == "a"
+    assert best_cut({}) is None

@@ -84,7 +84,9 @@ def layers(
         t.add_column(f"{est} {'↑' if profile.higher_is_better[est] else '↓'}", justify="right")
     if measured is not None:
         t.add_column("measured acc (defrost)", justify="right")
-        best_measured = max(measured, key=lambda c: measured[c][0]) if measured else None
+        from advisor.validate import best_cut
+
+        best_measured = best_cut(measured)
     rec = profile.recommendation
     for i, cut in enumerate(profile.cuts):
         mark = " ◀ freeze up to here" if rec is not None and cut == rec.cut else ""

@@ -66,7 +66,7 @@ def validate(
         t.add_column(col, justify=just)
     for model in dict.fromkeys(r.model for r in result.rows):
         prof = result.profile(model)
-        best = max(prof, key=lambda c: prof[c][0]) if prof else None
+        best = (result.best_range(model) or (None,))[0]
         for cut in dict.fromkeys(r.cut for r in result.rows if r.model == model):
             mine = [r for r in result.rows if r.model == model and r.cut == cut]
             mean, std, n = prof.get(cut, (None, None, 0))
