@@ -223,9 +223,9 @@ def validate(
 
     if protocol not in ("defrost", "finetune"):
         raise AdvisorError(f"unknown protocol '{protocol}'", "use --protocol defrost or --protocol finetune")
-    if repeats < 1 or epochs < 1 or batch_size < 2:
-        raise AdvisorError(f"--repeats {repeats}, --epochs {epochs}, --batch-size {batch_size}: each must be positive (batch ≥ 2)",
-                           "e.g. --repeats 2 --epochs 10 --batch-size 32")
+    for flag, value, least in (("--repeats", repeats, 1), ("--epochs", epochs, 1), ("--batch-size", batch_size, 2)):
+        if value < least:
+            raise AdvisorError(f"{flag} must be at least {least}, got {value}", "e.g. --repeats 2 --epochs 10 --batch-size 32")
     if lr is not None and not lr > 0:
         raise AdvisorError(f"--lr must be positive, got {lr}", "e.g. --lr 0.01")
     if protocol == "defrost" and freeze:
