@@ -281,17 +281,12 @@ def _finished(keys: list[str]) -> dict[str, dict]:
 def _tensors(loaded, parts: TargetParts) -> dict:
     import torch
 
-    from advisor.features import probe_batches
-    from advisor.probe import decode_all
+    from advisor.validate import preprocess_all
 
     out = {}
     for name in ("train", "val", "test"):
         p = getattr(parts, name)
-        images, bad = decode_all(p)
-        if bad:
-            raise AdvisorError(f"{len(bad)} unreadable image(s) in the {name} part of '{parts.spec}', e.g. {next(iter(bad.values()))}",
-                               "remove or fix them; the benchmark needs every image")
-        out[name] = (torch.cat(list(probe_batches(loaded, p, batch_size=64, images=images))), torch.as_tensor(p.labels))
+        out[name] = (preprocess_all(loaded, p, f"the {name} part of '{parts.spec}'", "the benchmark"), torch.as_tensor(p.labels))
     return out
 
 

@@ -274,12 +274,25 @@ def _prepare(model_id, resolved, cuts, proto, ranked_cut: str | None = None):
     return loaded, st, wanted
 
 
+def preprocess_all(loaded, probe: Probe, what: str, needed_by: str):
+    """Every image of ``probe`` decoded and preprocessed for ``loaded``: ``float[N, 3, H, W]``. Training
+    needs every image, so an unreadable one is a one-line error naming ``what`` and ``needed_by``."""
+    import torch
+
+    from advisor.features import probe_batches
+    from advisor.probe import decode_all
+
+    images, unreadable = decode_all(probe)
+    if unreadable:
+        raise AdvisorError(f"{len(unreadable)} unreadable image(s) in {what}, e.g. {next(iter(unreadable.values()))}",
+                           f"remove or fix them; {needed_by} needs every image")
+    return torch.cat(list(probe_batches(loaded, probe, batch_size=64, images=images)))
+
+
 def _validate_model(model_id, resolved, loaded, st, wanted, train, val, proto, repeats, seed, dev, log) -> list[ValidationRow]:
     import torch
 
     from advisor import finetune as ft
-    from advisor.features import probe_batches
-    from advisor.probe import decode_all
 
     module = loaded.module
     keys = {(c, seed + r): run_key(resolved.fingerprint, train, val, c, proto, seed + r) for c in wanted for r in range(repeats)}
@@ -290,13 +303,7 @@ def _validate_model(model_id, resolved, loaded, st, wanted, train, val, proto, r
         log(f"{model_id}: all {len(keys)} runs cached")
         return _ordered(rows, wanted)
     module.reset_classifier(train.num_classes)
-    x = {}
-    for part, p in (("train", train), ("val", val)):
-        images, unreadable = decode_all(p)
-        if unreadable:
-            raise AdvisorError(f"{len(unreadable)} unreadable image(s) in the {part} split, e.g. {next(iter(unreadable.values()))}",
-                               "remove or fix them; validation needs every image")
-        x[part] = torch.cat(list(probe_batches(loaded, p, batch_size=64, images=images)))
+    x = {part: preprocess_all(loaded, p, f"the {part} split", "validation") for part, p in (("train", train), ("val", val))}
     y = {"train": torch.as_tensor(train.labels), "val": torch.as_tensor(val.labels)}
     theta_a = {k: v.detach().clone() for k, v in module.state_dict().items()}
     theta_r = {}  # per seed: θ_r of seed 000 is the random init with the run's own seed
