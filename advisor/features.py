@@ -35,12 +35,17 @@ CHUNK_PIXELS = 4 * 224 * 224
 
 def micro_batches(x, chunk_pixels: int = CHUNK_PIXELS, channels_last: bool = True):
     """Split ``float[B, C, H, W]`` into chunks of about ``chunk_pixels`` input pixels (NHWC copies)."""
+    size = max(1, chunk_pixels // max(1, x.shape[-2] * x.shape[-1]))
+    for c in x.split(size):
+        yield to_nhwc(c) if channels_last else c.contiguous()
+
+
+def to_nhwc(t):
+    """A 4-D tensor in NHWC (channels-last) memory; other tensors unchanged. On CPU oneDNN's
+    convolutions avoid layout reorders in NHWC (forward and backward; see CHUNK_PIXELS)."""
     import torch
 
-    size = max(1, chunk_pixels // max(1, x.shape[-2] * x.shape[-1]))
-    fmt = torch.channels_last if channels_last and x.ndim == 4 else torch.contiguous_format
-    for c in x.split(size):
-        yield c.contiguous(memory_format=fmt)
+    return t.contiguous(memory_format=torch.channels_last) if t.ndim == 4 else t
 
 
 def cut_names(module) -> list[str]:
