@@ -42,21 +42,18 @@ def log(msg: str) -> None:
 def _setup(model_id: str, data: str, n_train: int):
     import torch
 
-    from advisor.features import probe_batches
     from advisor.loading import build_model
     from advisor.models import ResolveContext, resolve_model
-    from advisor.probe import decode_all, load_probe
+    from advisor.probe import load_probe
     from advisor.split import stages
+    from advisor.validate import preprocess_all
 
     loaded = build_model(resolve_model(model_id, ResolveContext(weights_dir=SHARED / "models", offline=True)))
     spec = str(SHARED / "data" / data)
     train = load_probe(spec, split="train", max_images=n_train, seed=0)
     val = load_probe(spec, split="test", max_images=max(n_train // 2, train.num_classes * 2), seed=0)
     loaded.module.reset_classifier(train.num_classes)
-    x = {}
-    for part, p in (("train", train), ("val", val)):
-        images, _ = decode_all(p)
-        x[part] = torch.cat(list(probe_batches(loaded, p, batch_size=64, images=images)))
+    x = {part: preprocess_all(loaded, p, f"the {part} split", "this benchmark") for part, p in (("train", train), ("val", val))}
     y = {"train": torch.as_tensor(train.labels), "val": torch.as_tensor(val.labels)}
     st = stages(loaded.module, x["train"][:2])
     return loaded, st, x, y, train
