@@ -19,6 +19,7 @@ from typing import Callable
 
 import numpy as np
 
+from advisor.errors import AdvisorError
 from advisor.models import LoadedModel
 from advisor.probe import Probe
 
@@ -80,27 +81,48 @@ def _pool(t):
 
 
 def forward_all_cuts(module, x):
-    """One forward pass: pooled features of every cut, pre-logits and logits (or None)."""
+    """One forward pass: pooled features of every cut, pre-logits and logits (or None).
+
+    The logits are the model's own ``forward_head`` output, not ``classifier(pre_logits)``: the two
+    agree for timm's linear heads, but not for a head that works on the unpooled map (e.g.
+    mini-Xception's 3x3 convolution before its global pooling)."""
     final, intermediates = module.forward_intermediates(x)
     pooled = [_pool(t) for t in intermediates]
     pre = module.forward_head(final, pre_logits=True)
     pooled.append(pre.flatten(1))
-    head = module.get_classifier() if hasattr(module, "get_classifier") else None
-    has_head = head is not None and getattr(module, "num_classes", 0) > 0
-    return pooled, (head(pre) if has_head else None)
+    has_head = getattr(module, "num_classes", 0) > 0
+    return pooled, (module.forward_head(final).flatten(1) if has_head else None)
+
+
+def image_transform(data_config: dict):
+    """PIL image → ``float[C, H, W]`` in a model's own preprocessing (timm's eval transform).
+
+    ``C = data_config["input_size"][0]``: a 1-channel (grey) model gets colour images as their
+    luma (PIL ``L``: 0.299 R + 0.587 G + 0.114 B), a 3-channel model gets grey images replicated
+    to RGB. ``mean``/``std`` act on pixels scaled to [0, 1], so any per-channel affine
+    preprocessing is one of them: raw 0-255 input is mean 0, std 1/255; [-1, 1] is mean = std = 0.5.
+    """
+    from timm.data import create_transform
+
+    cfg = data_config
+    chans = int(cfg["input_size"][0])
+    mode = {1: "L", 3: "RGB"}.get(chans)
+    if mode is None:
+        raise AdvisorError(f"a model expects {chans} input channels", "advisor feeds images as 1 (grey) or 3 (RGB) channels")
+    transform = create_transform(
+        input_size=tuple(cfg["input_size"]), interpolation=cfg.get("interpolation", "bilinear"), mean=cfg["mean"],
+        std=cfg["std"], crop_pct=cfg.get("crop_pct", 1.0), crop_mode=cfg.get("crop_mode", "center"), is_training=False,
+    )
+    return lambda im: transform(im if im.mode == mode else im.convert(mode))
 
 
 def probe_batches(model: LoadedModel, probe: Probe, *, batch_size: int = 32, images: dict | None = None):
-    """Yield the probe as preprocessed tensors ``[B, 3, H, W]`` in the model's own preprocessing.
-    ``images`` may hold already decoded PIL images by index (the probe is decoded once per run)."""
+    """Yield the probe as preprocessed tensors ``[B, C, H, W]`` in the model's own preprocessing
+    (:func:`image_transform`). ``images`` may hold already decoded PIL images by index (the probe
+    is decoded once per run)."""
     import torch
-    from timm.data import create_transform
 
-    cfg = model.data_config
-    transform = create_transform(
-        input_size=cfg["input_size"], interpolation=cfg.get("interpolation", "bilinear"), mean=cfg["mean"],
-        std=cfg["std"], crop_pct=cfg.get("crop_pct", 1.0), crop_mode=cfg.get("crop_mode", "center"), is_training=False,
-    )
+    transform = image_transform(model.data_config)
     for lo in range(0, len(probe), batch_size):
         idx = range(lo, min(lo + batch_size, len(probe)))
         yield torch.stack([transform(images[i] if images and i in images else probe.load_image(i)) for i in idx])

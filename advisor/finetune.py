@@ -130,7 +130,10 @@ def train(st: Stages, cut: str, protocol: Protocol, train_h, train_y, val_h, val
     for p in model.parameters():
         p.requires_grad_(False)
     params_new = [p for m in new for p in m.parameters()]
-    params_tr = [p for m in transferred_trainable for p in m.parameters()]
+    # a transferred module may hold the new classifier (a head container such as `classifier` whose
+    # last layer is get_classifier()): its parameters train once, at the new layers' lr
+    new_ids = {id(p) for p in params_new}
+    params_tr = [p for m in transferred_trainable for p in m.parameters() if id(p) not in new_ids]
     for p in params_new + params_tr:
         p.requires_grad_(True)
     groups = [{"params": params_new, "lr": protocol.lr}]

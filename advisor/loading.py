@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from advisor.errors import AdvisorError
-from advisor.models import LoadedModel, Resolved
+from advisor.models import LoadedModel, Resolved, with_img_size
 
 _architectures_registered = False
 # Module that holds timm default cfgs for plugin architectures (timm looks them up by module).
@@ -83,10 +83,38 @@ def _remap_by_position(sd: dict, target: dict, path: Path) -> dict:
     return out
 
 
+def _fit_state_dict(model, sd: dict) -> dict:
+    """Bring a foreign checkpoint into the model's key names and input channels, as timm does for
+    its own pretrained weights: the architecture module's ``checkpoint_filter_fn(state_dict, model)``
+    (timm's convention) renames keys, and a first convolution whose input channels differ from the
+    file's (``in_chans=1`` with RGB weights, or the reverse) is adapted with timm's
+    ``adapt_input_conv``. Applied only where the file does not fit as it is."""
+    import sys
+
+    target = model.state_dict()
+    filt = getattr(sys.modules.get(type(model).__module__), "checkpoint_filter_fn", None)
+    if filt is not None and any(k not in target for k in sd):
+        sd = filt(sd, model)
+    first = (getattr(model, "pretrained_cfg", None) or {}).get("first_conv")
+    key = f"{first}.weight" if isinstance(first, str) else None
+    if key in sd and key in target and sd[key].ndim == 4 and sd[key].shape[1] != target[key].shape[1] \
+            and sd[key].shape[0] == target[key].shape[0] and sd[key].shape[2:] == target[key].shape[2:]:
+        w, chans = sd[key], target[key].shape[1]
+        if w.shape[1] == 1:  # grey weights → C channels: a grey image replicated C times gives the same output
+            w = w.repeat(1, chans, 1, 1) / chans
+        else:  # timm's adaptation of RGB weights (sums them for 1 channel, tiles and rescales for more)
+            from timm.models import adapt_input_conv
+
+            w = adapt_input_conv(chans, w)
+        sd = {**sd, key: w}
+    return sd
+
+
 def _load_weights(model, sd: dict, resolved: Resolved) -> None:
     target = model.state_dict()
     if resolved.remap_keys:
         sd = _remap_by_position(sd, target, resolved.weights)
+    sd = _fit_state_dict(model, sd)
     # BatchNorm counters are bookkeeping, absent from many exported checkpoints
     for k, v in target.items():
         if k.endswith("num_batches_tracked") and k not in sd:
@@ -114,7 +142,6 @@ def _load_weights(model, sd: dict, resolved: Resolved) -> None:
 def build_model(resolved: Resolved, img_size: int | None = None) -> LoadedModel:
     """Create the timm module, load its weights and work out its preprocessing."""
     import timm
-    from timm.data import resolve_data_config
 
     register_plugin_architectures()
     kwargs = dict(resolved.kwargs)
@@ -142,8 +169,35 @@ def build_model(resolved: Resolved, img_size: int | None = None) -> LoadedModel:
     if resolved.weights is not None and not resolved.timm_pretrained:
         _load_weights(model, read_state_dict(resolved.weights), resolved)
     model.eval()
+    native = native_data_config(model, resolved)
+    return LoadedModel(resolved=resolved, module=model, data_config=with_img_size(native, img_size, resolved.ref.raw),
+                       native_config=native)
+
+
+def native_data_config(model, resolved: Resolved) -> dict:
+    """The model's own preprocessing: timm's ``resolve_data_config`` of its pretrained cfg, the
+    catalog's overrides, the input channels of its first convolution (``in_chans``), and
+    ``fixed_input_size`` when the architecture cannot take another size."""
+    from timm.data import resolve_data_config
+
     cfg = resolve_data_config({}, model=model)
     cfg.update({k: tuple(v) if isinstance(v, list) else v for k, v in resolved.data_config.items()})
-    if img_size is not None:
-        cfg["input_size"] = (3, img_size, img_size)
-    return LoadedModel(resolved=resolved, module=model, data_config=cfg)
+    pcfg = getattr(model, "pretrained_cfg", None) or {}
+    first = pcfg.get("first_conv")
+    try:
+        conv = model.get_submodule(first) if isinstance(first, str) else None
+    except AttributeError:
+        conv = None
+    chans = getattr(conv, "in_channels", None)
+    if chans is not None and chans != cfg["input_size"][0]:
+        cfg["input_size"] = (chans, *cfg["input_size"][1:])
+    if chans is not None and chans not in (1, 3):
+        raise AdvisorError(f"model '{resolved.ref.raw}' expects {chans} input channels",
+                           "advisor feeds images as 1 (grey) or 3 (RGB) channels: build it with in_chans=1 or 3")
+    for k in ("mean", "std"):
+        v = tuple(cfg[k])
+        if len(v) != cfg["input_size"][0]:  # e.g. ImageNet's 3-channel mean for an in_chans=1 model
+            cfg[k] = (sum(v) / len(v),) * cfg["input_size"][0] if len(v) > 1 else v * cfg["input_size"][0]
+    if pcfg.get("fixed_input_size"):
+        cfg["fixed_input_size"] = True
+    return cfg

@@ -69,7 +69,8 @@ class LoadedModel:
 
     resolved: Resolved
     module: Any  # torch.nn.Module with feature_info / forward_intermediates / forward_head
-    data_config: dict  # input_size, mean, std, interpolation, crop_pct, crop_mode
+    data_config: dict  # input_size, mean, std, interpolation, crop_pct, crop_mode (after --img-size)
+    native_config: dict | None = None  # the model's own preprocessing, before --img-size
 
     @property
     def id(self) -> str:
@@ -212,6 +213,23 @@ def _hub_unreachable() -> bool:
 def hub_offline() -> bool:
     """True when ``HF_HUB_OFFLINE`` is set or the hub cannot be reached within 1.5 s."""
     return _env_true("HF_HUB_OFFLINE") or _hub_unreachable()
+
+
+def with_img_size(data_config: dict, img_size: int | None, model_id: str) -> dict:
+    """``data_config`` with its input size set to ``img_size`` × ``img_size`` (channels kept).
+
+    Raises :class:`AdvisorError` for a model with a fixed input size (``fixed_input_size`` in its
+    preprocessing config: e.g. a classifier that reads a flattened map of a given size) when
+    ``img_size`` is not that size."""
+    if img_size is None:
+        return data_config
+    chans, h, w = data_config["input_size"]
+    if data_config.get("fixed_input_size") and (h, w) != (img_size, img_size):
+        raise AdvisorError(
+            f"model '{model_id}' takes only {h}x{w} px input (its layers are sized for it), so --img-size {img_size} cannot apply to it",
+            "drop --img-size, or rank that model in a separate run without it",
+        )
+    return {**data_config, "input_size": (chans, img_size, img_size)}
 
 
 def missing_weights_error(model_id: str, looked: list[str]) -> AdvisorError:

@@ -23,7 +23,7 @@ from advisor import cache
 from advisor.errors import AdvisorError
 from advisor.estimators import Estimator, get_estimator, safe_score
 from advisor.features import PRE_LOGITS, preproc_hash
-from advisor.models import ResolveContext, Resolved, default_models, resolve_model
+from advisor.models import ResolveContext, Resolved, default_models, resolve_model, with_img_size
 from advisor.probe import Probe, decode_all, load_probe
 
 DEFAULT_ESTIMATORS = ("logme", "knn")
@@ -174,9 +174,7 @@ def model_features(
             meta = _cached_model(con, fp)
             if meta is not None:
                 data_config, cuts, _ = meta
-                if img_size is not None:
-                    data_config["input_size"] = [3, img_size, img_size]
-                ph = preproc_hash(data_config)
+                ph = preproc_hash(with_img_size(data_config, img_size, model_id))
                 done = con.execute(
                     "SELECT seconds FROM extractions WHERE model_fp = ? AND probe_hash = ? AND preproc_hash = ? AND n_images = ?",
                     [fp, probe.hash, ph, len(probe)],
@@ -201,7 +199,7 @@ def model_features(
             "INSERT OR REPLACE INTO models (fingerprint, model_id, arch, kwargs, weights, weights_from, pretrain, data_config, cuts, num_classes) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [fp, model_id, resolved.arch, cache.dumps(resolved.kwargs), str(resolved.weights or ""), resolved.weights_from,
-             resolved.pretrain, cache.dumps(_own_config(loaded, img_size)), cuts, int(getattr(loaded.module, "num_classes", 0) or 0)],
+             resolved.pretrain, cache.dumps(loaded.native_config or loaded.data_config), cuts, int(getattr(loaded.module, "num_classes", 0) or 0)],
         )
         con.execute("DELETE FROM features WHERE model_fp = ? AND probe_hash = ? AND preproc_hash = ?", [fp, probe.hash, ph])
         for pos, cut in enumerate(cuts):
@@ -216,18 +214,6 @@ def model_features(
         )
     progress.end_model(model_id, False)
     return ModelFeatures(model_id, resolved, cuts, ex.features, ex.logits, ex.seconds, False, ph, build), probe
-
-
-def _own_config(loaded, img_size):
-    """The model's preprocessing before any --img-size override (what a warm run starts from)."""
-    cfg = dict(loaded.data_config)
-    if img_size is not None:
-        from timm.data import resolve_data_config
-
-        own = resolve_data_config({}, model=loaded.module)
-        own.update(loaded.resolved.data_config)
-        cfg["input_size"] = own["input_size"]
-    return cfg
 
 
 def score_model(mf: ModelFeatures, probe: Probe, estimators: list[Estimator], inputs: dict, reference_key: str) -> list[dict]:
