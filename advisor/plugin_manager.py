@@ -34,6 +34,7 @@ DEFAULT_PLUGINS = (
     "advisor.plugins.hf_hub_models",
     "advisor.plugins.file_models",
     "advisor.plugins.cifar_resnet",
+    "advisor.plugins.small_archs",
 )
 
 pm = pluggy.PluginManager("advisor")
