@@ -43,6 +43,10 @@ def register_architectures(register):
     Call ``register(name, factory, pretrained_cfg)`` where ``factory(**kwargs) -> nn.Module`` builds
     a module with timm's feature API (``feature_info``, ``forward_intermediates``, ``forward_head``)
     and ``pretrained_cfg`` is a dict with timm's preprocessing keys (``input_size``, ``mean``,
-    ``std``, ``interpolation``, ``crop_pct``). The name then works everywhere a timm arch name does
-    (``file:...?arch=NAME``, weights directories). Called lazily, the first time a model is built.
+    ``std``, ``interpolation``, ``crop_pct``; ``input_size`` ``(1, H, W)`` for grey input,
+    ``fixed_input_size`` when the model cannot take another size, ``first_conv`` for ``in_chans``
+    adaptation). The name then works everywhere a timm arch name does (``file:...?arch=NAME``,
+    weights directories). Called lazily, the first time a model is built. A module-level
+    ``checkpoint_filter_fn(state_dict, model) -> state_dict`` in the factory's module (timm's
+    convention) maps checkpoints with other key names; the loader applies it only when keys do not fit.
     """
