@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from advisor.conv_safety import guard_channels_last
 from advisor.features import PRE_LOGITS, to_nhwc
 from advisor.split import Stages
 
@@ -125,6 +126,7 @@ def train(st: Stages, cut: str, protocol: Protocol, train_h, train_y, val_h, val
     frozen_cut = protocol.freeze if protocol.name == "finetune" else cut
     # NHWC: a training step of EfficientNet-Lite0 after blocks.1 (batch 32, CPU) took 3.1 s vs 4.7-5.3 s in NCHW
     model = st.model.to(device, memory_format=torch.channels_last)
+    guard_channels_last(model)  # CPU: oneDNN's NHWC backward of 1x1 strided convs can crash (no-op off the CPU)
     transferred_trainable, new = _groups(st, cut, frozen_cut, protocol)
     _reinit(new, seed)
     for p in model.parameters():
