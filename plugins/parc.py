@@ -14,7 +14,6 @@ from advisor.hookspecs import hookimpl
 from advisor.similarity import as_labelled
 
 PCA_DIMS = 32  # the paper reduces features to 32 dimensions with PCA first
-SEED = 0
 
 
 def _row_correlations(X: np.ndarray) -> np.ndarray:
@@ -30,8 +29,10 @@ def parc(features: np.ndarray, labels: np.ndarray, pca_dims: int | None = PCA_DI
     matrices, ``1 - pearson(f_i, f_j)`` of the features and ``1 - pearson(e_{y_i}, e_{y_j})`` of the
     one-hot labels. Higher is better; in [-1, 1] (the reference code reports it x 100).
 
-    ``features``: float[N, D] (float64), PCA-reduced to ``min(32, N, D)`` dimensions (scikit-learn,
-    fixed seed; ``pca_dims=None``: as given), then each column standardised (as the reference code);
+    ``features``: float[N, D] (float64), PCA-reduced to ``min(32, N, D)`` dimensions with an exact
+    SVD (scikit-learn ``svd_solver="full"``, its ``svd_flip`` signs; ``pca_dims=None``: as given;
+    the default solver is randomized above 500 rows or columns, an approximation the paper's
+    reduction does not make), then each column standardised (as the reference code);
     ``labels``: [N] with >= 2 classes. The label dissimilarity takes two values (0 within a class,
     ``1 + 1/(C - 1)`` across classes), so its Spearman correlation with the feature dissimilarities is
     the Pearson correlation of the latter's (tie-averaged) ranks with the "different class" indicator,
@@ -46,7 +47,7 @@ def parc(features: np.ndarray, labels: np.ndarray, pca_dims: int | None = PCA_DI
     if pca_dims is not None and np.any(F):
         from sklearn.decomposition import PCA
 
-        F = PCA(n_components=min(int(pca_dims), *F.shape), random_state=SEED).fit_transform(F)
+        F = PCA(n_components=min(int(pca_dims), *F.shape), svd_solver="full").fit_transform(F)
     std = F.std(axis=0)
     F = np.divide(F - F.mean(axis=0), std, out=np.zeros_like(F), where=std > 0)
     iu = np.triu_indices(n, 1)
@@ -61,7 +62,8 @@ def parc(features: np.ndarray, labels: np.ndarray, pca_dims: int | None = PCA_DI
 @hookimpl
 def register_estimators(register):
     register(Estimator(
-        name="parc", fn=lambda features, labels, **_: parc(features, labels), version="1",
+        name="parc", fn=lambda features, labels, **_: parc(features, labels),
+        version="2",  # 2: exact PCA (was randomized above 500 rows or columns)
         needs=("labels",),
         description="PARC (Bolya et al., NeurIPS 2021): Spearman correlation of feature and label dissimilarities, PCA-32",
     ))
