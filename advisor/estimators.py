@@ -53,29 +53,34 @@ class Estimator:
 
 
 def _validate(est: Estimator) -> None:
-    if not est.name or not all(c.isalnum() or c in "-_" for c in est.name):
+    if not isinstance(est, Estimator):
+        raise TypeError(f"register() takes an advisor.Estimator, got {type(est).__name__}")
+    if not isinstance(est.name, str) or not est.name or not all(c.isalnum() or c in "-_" for c in est.name):
         raise ValueError(f"estimator name {est.name!r} must be letters, digits, '-' or '_'")
+    if not callable(est.fn):
+        raise ValueError(f"estimator {est.name!r}: fn must be callable, got {type(est.fn).__name__}")
+    if not isinstance(est.needs, (tuple, list)):
+        raise ValueError(f"estimator {est.name!r}: needs must be a tuple of input names, got {est.needs!r}")
     unknown = set(est.needs) - set(KNOWN_INPUTS)
     if unknown:
         raise ValueError(f"estimator {est.name!r} needs unknown inputs {sorted(unknown)}; known: {KNOWN_INPUTS}")
 
 
 def _collect() -> dict[str, Estimator]:
-    from advisor.plugin_manager import load_plugins
+    """Every registered estimator by name. Each plugin's ``register_estimators`` is called on its
+    own (:func:`advisor.plugin_manager.collect_registrations`): a plugin that raises, breaks the
+    contract or reuses a taken name (a built-in's above all) is reported, never fatal."""
+    from advisor.plugin_manager import collect_registrations
 
-    pm = load_plugins()
-    found: dict[str, Estimator] = {}
-    for impl in pm.hook.register_estimators.get_hookimpls():
-        def register(est: Estimator, _origin=impl.plugin_name) -> None:
-            _validate(est)
-            if est.name in found:
-                raise ValueError(
-                    f"estimator {est.name!r} registered twice ({found[est.name].origin} and {_origin})"
-                )
-            found[est.name] = Estimator(**{**est.__dict__, "origin": _origin})
+    def make(*args, **kwargs) -> tuple[str, Estimator]:
+        if len(args) + len(kwargs) != 1:
+            raise TypeError(f"register() takes one advisor.Estimator, got {len(args) + len(kwargs)} arguments")
+        est = (args or tuple(kwargs.values()))[0]
+        _validate(est)
+        return est.name, est
 
-        impl.function(register=register)
-    return found
+    found = collect_registrations("register_estimators", "estimator", make)
+    return {name: Estimator(**{**est.__dict__, "needs": tuple(est.needs), "origin": origin}) for name, (est, origin) in found.items()}
 
 
 def list_estimators(pattern: str = "*") -> list[Estimator]:
@@ -98,14 +103,34 @@ def get_estimator(name: str) -> Estimator:
     return registry[name]
 
 
+def _read_only(value):
+    """A read-only view of an array input: an estimator that writes into its inputs in place
+    would change them for every estimator scored after it on the same cut."""
+    if isinstance(value, np.ndarray):
+        view = value.view()
+        view.flags.writeable = False
+        return view
+    return value
+
+
 def safe_score(est: Estimator, features: np.ndarray, labels, **inputs) -> tuple[float | None, str | None]:
-    """Score without letting a plugin take the run down: ``(score, None)`` or ``(None, reason)``."""
+    """Score without letting a plugin take the run down: ``(score, None)`` or ``(None, reason)``.
+
+    Anything the estimator raises becomes its row's reason, ``sys.exit()`` included ("estimator
+    called sys.exit(3)"); only ``KeyboardInterrupt`` (Ctrl-C) propagates. Array inputs are passed
+    read-only."""
+    from advisor.plugin_manager import describe_exception
+
     try:
-        value = est.score(features, labels, **inputs)
+        value = est.score(_read_only(features), _read_only(labels), **{k: _read_only(v) for k, v in inputs.items()})
     except EstimatorSkipped as exc:
         return None, f"skipped: {exc}"
-    except Exception as exc:  # third-party code: report per row, never fatal
-        return None, f"{type(exc).__name__}: {exc}"
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # third-party code: report per row, never fatal
+        if isinstance(exc, SystemExit):
+            return None, f"estimator {describe_exception(exc)}"
+        return None, describe_exception(exc)
     if not math.isfinite(value):
         return None, f"returned {value}"
     return value, None

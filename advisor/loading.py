@@ -22,9 +22,10 @@ def register_plugin_architectures() -> None:
     if _architectures_registered:
         return
     _architectures_registered = True
+    import timm
     from timm.models import register_model
 
-    from advisor.plugin_manager import load_plugins
+    from advisor.plugin_manager import collect_architectures, is_builtin, report_problem
 
     def register(name: str, factory, pretrained_cfg: dict) -> None:
         cfg = dict(pretrained_cfg)
@@ -42,7 +43,13 @@ def register_plugin_architectures() -> None:
         default_cfgs[name] = cfg
         register_model(entrypoint)
 
-    load_plugins().hook.register_architectures(register=register)
+    # Each plugin's hook on its own: a broken one is reported, never fatal (advisor.plugin_manager).
+    for name, ((factory, cfg), owner) in collect_architectures().items():
+        if timm.is_model(name) and not is_builtin(owner):
+            report_problem(owner, "register_architectures",
+                           f"registers architecture '{name}', which timm already provides: ignored (choose another name)")
+            continue
+        register(name, factory, cfg)
 
 
 def read_state_dict(path: Path) -> dict:

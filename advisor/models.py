@@ -12,6 +12,7 @@ import fnmatch
 import hashlib
 import importlib.util
 import os
+import re
 import socket
 import tomllib
 from dataclasses import dataclass, field
@@ -89,18 +90,22 @@ class ModelSource(Protocol):
 # ---------------------------------------------------------------- registry of sources
 
 
+def _check_source(source) -> tuple[str, ModelSource]:
+    prefix = getattr(source, "prefix", None)
+    if not isinstance(prefix, str) or not prefix or not all(c.isalnum() or c in "-_" for c in prefix):
+        raise ValueError(f"a model source needs a prefix of letters, digits, '-' or '_', got {prefix!r}")
+    if not callable(getattr(source, "resolve", None)):
+        raise ValueError(f"model source '{prefix}' has no resolve(ref, ctx) method")
+    return prefix, source
+
+
 def _collect_sources() -> dict[str, ModelSource]:
-    from advisor.plugin_manager import load_plugins
+    """Registered model sources by prefix; each plugin's hook is called on its own, so a broken one
+    is reported (``advisor plugins``) and a built-in prefix cannot be taken over."""
+    from advisor.plugin_manager import collect_registrations
 
-    found: dict[str, ModelSource] = {}
-
-    def register(source: ModelSource) -> None:
-        if source.prefix in found:
-            raise ValueError(f"model source prefix {source.prefix!r} registered twice")
-        found[source.prefix] = source
-
-    load_plugins().hook.register_model_sources(register=register)
-    return found
+    found = collect_registrations("register_model_sources", "model source prefix", _check_source)
+    return {prefix: source for prefix, (source, _) in found.items()}
 
 
 def list_sources(pattern: str = "*") -> list[ModelSource]:
@@ -108,14 +113,91 @@ def list_sources(pattern: str = "*") -> list[ModelSource]:
     return [s for p, s in sorted(_collect_sources().items()) if fnmatch.fnmatch(p, pattern)]
 
 
+ID_FORMS = "timm names (resnet50.a1_in1k), hf-hub:org/repo, local-dir:/path or file:/path/w.safetensors?arch=NAME"
+_PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*")
+_QUERY_KWARG = re.compile(r"\s*[A-Za-z_][A-Za-z0-9_]*\s*=")
+
+
+def split_model_ids(values: list[str] | str) -> list[str]:
+    """Model ids from ``--models`` values, each possibly a comma-separated list.
+
+    A comma separates two ids, except inside an id's ``?query`` part, where a comma followed by
+    ``key=`` continues the query (``file:/w.safetensors?arch=mobilenetv2_100,pad_type=same``, the
+    comma form of ``&``). A model id never starts with ``key=`` (timm names have no ``=``; other
+    ids start with ``prefix:``), so the rule is unambiguous: ``file:/a?arch=x,k=1,resnet50`` is two
+    ids, ``file:/a?arch=x,k=1`` and ``resnet50``."""
+    ids: list[str] = []
+    for value in [values] if isinstance(values, str) else values:
+        current: str | None = None
+        for piece in value.split(","):
+            if current is not None and "?" in current and _QUERY_KWARG.match(piece):
+                current += "," + piece
+                continue
+            if current is not None and current.strip():
+                ids.append(current.strip())
+            current = piece
+        if current is not None and current.strip():
+            ids.append(current.strip())
+    return ids
+
+
 def parse_model_id(model_id: str) -> ModelRef:
+    """``prefix:rest`` for a registered source prefix; an id without one is a timm name.
+
+    Refused with a one-line :class:`AdvisorError` (never passed on to timm or the hub): an unknown
+    prefix (``hf_hub:org/repo``: did you mean ``hf-hub:``), and a bare path (``/w/x.safetensors``,
+    ``./my_model``: use ``file:`` for a weights file, ``local-dir:`` for a timm folder)."""
     model_id = model_id.strip()
     if not model_id:
-        raise AdvisorError("empty model id", "pass ids like tf_efficientnet_lite0, hf-hub:org/repo or file:/path/w.safetensors?arch=NAME")
+        raise AdvisorError("empty model id", f"pass ids like {ID_FORMS}")
+    sources = _collect_sources()
     prefix, sep, rest = model_id.partition(":")
-    if sep and prefix in _collect_sources():
+    if sep and prefix in sources:
+        if prefix == "timm":
+            _refuse_paths(rest)
         return ModelRef(model_id, prefix, rest)
+    if sep and _PREFIX.fullmatch(prefix) and len(prefix) > 1:
+        import difflib
+
+        known = sorted(sources)
+        canon = {p.replace("_", "-").lower(): p for p in known}
+        close = canon.get(prefix.replace("_", "-").lower()) or next(iter(difflib.get_close_matches(prefix, known, n=1)), None)
+        raise AdvisorError(
+            f"unknown model source prefix '{prefix}:' in model id '{model_id}'",
+            (f"did you mean '{close}:{rest}'? " if close else "")
+            + f"registered prefixes: {', '.join(p + ':' for p in known)} (a timm name needs no prefix)",
+        )
+    _refuse_paths(model_id)
     return ModelRef(model_id, "timm", model_id)
+
+
+def _refuse_paths(model_id: str) -> None:
+    """A model id that is a path on disk, or is written like one, is not a timm name."""
+    path = Path(model_id).expanduser()
+    folder_hint = "a folder with config.json + model.safetensors (timm's save_for_hf layout) is local-dir:{p}"
+    file_hint = "a weights file is file:{p}?arch=NAME (NAME: the timm architecture it was trained with)"
+    looks_like_path = "/" in model_id or "\\" in model_id or model_id.startswith((".", "~")) or path.suffix in WEIGHT_SUFFIXES
+    if not looks_like_path:  # a bare word is a timm or catalog name, even if a file of that name is here
+        return
+    try:
+        exists = path.exists()
+    except OSError:  # e.g. a name too long for the file system
+        exists = False
+    if exists:
+        p = str(path)
+        if path.is_dir():
+            hint = folder_hint.format(p=p) if (path / "config.json").is_file() else \
+                f"{folder_hint.format(p=p)}; {file_hint.format(p=p + '/<weights>.safetensors')}"
+        else:
+            hint = file_hint.format(p=p)
+        raise AdvisorError(f"model id '{model_id}' is a path, not a model id", f"say what it is: {hint}")
+    if model_id.count("/") != 1 or model_id.startswith(("/", ".", "~")) or path.suffix in WEIGHT_SUFFIXES:
+        how = f"file:{model_id}?arch=NAME" if path.suffix in WEIGHT_SUFFIXES else \
+            f"file:{model_id}?arch=NAME (a weights file) or local-dir:{model_id} (a timm folder)"
+        raise AdvisorError(f"model id '{model_id}' looks like a path, and nothing exists there",
+                           f"fix the path and write it as {how}")
+    raise AdvisorError(f"model id '{model_id}' looks like a Hugging Face hub repo, not a timm name",
+                       f"write hf-hub:{model_id} (a repo with a timm config.json), or the timm name without its org")
 
 
 def resolve_model(model_id: str, ctx: ResolveContext | None = None) -> Resolved:

@@ -14,12 +14,9 @@ Example: advisor plugins --json | jq '.estimators[].name'
 
 
 def _architectures() -> list[tuple[str, str]]:
-    from advisor.plugin_manager import load_plugins
+    from advisor.plugin_manager import collect_architectures
 
-    found = []
-    for impl in load_plugins().hook.register_architectures.get_hookimpls():
-        impl.function(register=lambda name, factory, cfg, _o=impl.plugin_name: found.append((name, _o)))
-    return found
+    return [(name, owner) for name, (_, owner) in collect_architectures().items()]
 
 
 @app.command(epilog=EXAMPLE)
@@ -27,7 +24,7 @@ def plugins(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")
     """List installed plugins, the estimators and model sources they register, and their origin."""
     from advisor.estimators import list_estimators
     from advisor.models import list_sources
-    from advisor.plugin_manager import load_errors, load_plugins, plugin_origin
+    from advisor.plugin_manager import load_errors, load_plugins, plugin_origin, plugin_problems
 
     pm = load_plugins()
     plugin_rows = [{"name": pm.get_name(p), "origin": plugin_origin(p),
@@ -37,9 +34,11 @@ def plugins(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")
                    "origin": e.origin, "description": e.description} for e in list_estimators()]
     sources = [{"prefix": s.prefix, "describe": s.describe} for s in list_sources()]
     archs = [{"name": n, "origin": o} for n, o in _architectures()]
+    problems = plugin_problems()  # after every hook was collected above
     if as_json:
         print_json({"plugins": plugin_rows, "estimators": estimators, "model_sources": sources,
-                    "architectures": archs, "load_errors": [{"name": n, "error": e} for n, e in load_errors]})
+                    "architectures": archs, "load_errors": [{"name": n, "error": e} for n, e in load_errors],
+                    "problems": [{"plugin": p.plugin, "hook": p.hook, "error": p.error} for p in problems]})
         return
     t = Table(title="Estimators", title_justify="left")
     for col in ("name", "version", "needs", "better", "origin", "description"):
@@ -61,5 +60,10 @@ def plugins(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")
     for p in plugin_rows:
         t.add_row(p["name"], p["origin"], ", ".join(p["hooks"]))
     out.print(t)
-    for name, error in load_errors:
-        out.print(f"[red]failed to load[/red] {name}: {error}")
+    if problems:
+        t = Table(title="Plugin problems (refused; everything else works)", title_justify="left")
+        for col in ("plugin", "hook", "problem"):
+            t.add_column(col)
+        for p in problems:
+            t.add_row(p.plugin, p.hook, p.error)
+        out.print(t)
