@@ -69,7 +69,10 @@ def analyse(cells: list[dict], estimators: list[str]) -> dict:
     clean = [t for t in targets if not noise[t]["flagged"]]
     loto_targets = clean if len(clean) >= 2 else targets
     loto = bm.leave_one_target_out(tau_of, list(estimators), loto_targets) if len(loto_targets) >= 2 else None
-    return {"targets": targets, "models": models, "cell": cell, "acc": acc, "std": std, "best": best, "noise": noise,
+    from advisor.bench import under_trained
+
+    flags = {k: under_trained(c) for k, c in cell.items()}
+    return {"under_trained": {k: v for k, v in flags.items() if v is not None}, "targets": targets, "models": models, "cell": cell, "acc": acc, "std": std, "best": best, "noise": noise,
             "tau_best": tau_best, "tau_pre": tau_pre, "per_estimator": per_est, "loto": loto, "loto_targets": loto_targets,
             "final": bm.choose(tau_of, list(estimators), loto_targets)}
 
@@ -93,12 +96,15 @@ def markdown(a: dict, settings: dict, command: str, plots: dict[str, str]) -> st
     lines = ["# `advisor bench` report", "",
              f"Regenerate from the cache (no training, no scoring): `{command} --report-only`.", "",
              "## Protocol", "",
-             ("Ground truth per (model, target): full fine-tune (cut `pre_logits`, nothing frozen; seed 004's schedule, "
-             "`advisor.finetune`) for each backbone lr of the grid (new head at `head_lr_factor` × it) and each seed; the lr is "
-             "chosen by mean accuracy on a stratified validation part of the training pool, and the **test** accuracy at that lr "
-             "(mean ± std over seeds) is reported. Best defrost cut: `advisor validate --protocol defrost` (seed 002) at its "
-             "default cuts. Scores: every estimator on the training part (oriented so higher = better), at each model's best cut "
-             "and at `pre_logits`. τ = `scipy.stats.weightedtau` (defaults)."), "",
+             ("Ground truth per (model, target): full fine-tune (cut `pre_logits`, nothing frozen; the schedule of Plested & Gedeon "
+              "2019, `advisor.finetune`) for each backbone lr of the grid (new head at `head_lr_factor` × it) and each seed, at the "
+              "model's own input size or the `img_size` cap, whichever is smaller; the lr is chosen by mean accuracy on a stratified "
+              "validation part of the training pool, and the **test** accuracy at that lr (mean ± std over seeds) is reported. "
+              "Linear probe: a logistic regression on the frozen `pre_logits` features of the training part, scored on the test part; "
+              "a fine-tune that ends below it is flagged *under-trained* (not evidence about the model). Best defrost cut: the "
+              "layer-wise defrosting protocol of Gerace et al. 2023 at `defrost_cuts` cuts, one seed, chosen by validation accuracy. "
+              "Scores: every estimator on the training part (oriented so higher = better), at each model's best cut and at "
+              "`pre_logits`. τ = `scipy.stats.weightedtau` (defaults)."), "",
              "| setting | value |", "|---|---|"]
     lines += [f"| {k} | {', '.join(map(str, v)) if isinstance(v, (list, tuple)) else v} |" for k, v in settings.items()]
     lines += ["", "## Ground truth: test accuracy (mean ± std over seeds) at the chosen backbone lr", "",
@@ -110,7 +116,22 @@ def markdown(a: dict, settings: dict, command: str, plots: dict[str, str]) -> st
             g = c["ground_truth"] if c else None
             row.append("–" if not g or g["test_mean"] is None else f"{g['test_mean']:.3f} ± {g['test_std']:.3f} (lr {g['lr_backbone']:g})")
         lines.append(f"| {m} | " + " | ".join(row) + " |")
-    lines += ["", "Best defrost cut (seed 002 protocol) per model and target:", "",
+    lines += ["", "## Fine-tune vs frozen linear probe", "",
+              ("Per pair: the linear probe's test accuracy, the fine-tune's (chosen lr, mean over seeds) and its final train loss "
+               "(mean over seeds, last epoch). **under-trained, not evidence**: the fine-tune ended below the probe."), "",
+              "| target | model | input px | probe acc | fine-tune acc | final train loss | flag |", "|---|---|---|---|---|---|---|"]
+    for t in T:
+        for m in M:
+            c = a["cell"].get((t, m))
+            if not c:
+                continue
+            g, pr = c["ground_truth"], (c.get("probe") or {})
+            flag = "**under-trained, not evidence**" if a["under_trained"].get((t, m)) else ""
+            lines.append(f"| {t} | {m} | {c.get('input_size', '–')} | {_f(pr.get('test_acc'))} | {_f(g['test_mean'])} | "
+                         f"{_f(g.get('train_loss'))} | {flag} |")
+    n_ut = sum(bool(v) for v in a["under_trained"].values())
+    lines += ["", f"{n_ut} of {len(a['under_trained'])} pairs under-trained." if a["under_trained"] else "No pair has both a probe and a fine-tune.", ""]
+    lines += ["", "Best defrost cut (Gerace et al. 2023's protocol, by validation accuracy) per model and target:", "",
               "| model | " + " | ".join(T) + " |", "|---" * (len(T) + 1) + "|"]
     for m in M:
         lines.append(f"| {m} | " + " | ".join((a["cell"][t, m]["defrost"]["best_cut"] or "–") if (t, m) in a["cell"] else "–" for t in T) + " |")

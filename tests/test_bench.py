@@ -15,8 +15,16 @@ ESTIMATORS = "logme,knn,cka"
 def _bench_rows(home) -> int:
     import duckdb
 
+    if not (home / "advisor.duckdb").exists():
+        return 0
     with duckdb.connect(str(home / "advisor.duckdb"), read_only=True) as con:
         return con.execute("SELECT count(*) FROM bench_runs").fetchone()[0]
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path, monkeypatch):
+    """Relative default outputs (benchmarks/...) land in the test's folder, never in the repo."""
+    monkeypatch.chdir(tmp_path)
 
 
 @pytest.fixture
@@ -29,11 +37,27 @@ def tiny(tiny_weights, tmp_path):
     return models, [flat, split]
 
 
+def _args(models, targets, tmp_path, *extra, tag="a"):
+    """A small benchmark: 1 epoch at 32 px (the tiny models' own size is 160), knn only."""
+    return ["bench", "--models", ",".join(models), "--targets", ",".join(map(str, targets)), "--epochs", "1", "--img-size", "32",
+            "-e", "knn", "--out", str(tmp_path / f"out-{tag}"), "--ground-truth", str(tmp_path / f"gt-{tag}.csv"),
+            "--runs-csv", str(tmp_path / f"runs-{tag}.csv"), *extra]
+
+
+def _home(monkeypatch, tmp_path, name):
+    home = tmp_path / name
+    monkeypatch.setenv("ADVISOR_HOME", str(home))
+    return home
+
+
 def test_bench_end_to_end_csv_report_and_full_cache(run_cli, tiny, tmp_path, advisor_home):
+    from advisor.bench import read_runs
+
     models, targets = tiny
-    out, gt = tmp_path / "out", tmp_path / "gt.csv"
-    args = ["bench", "--models", ",".join(models), "--targets", ",".join(map(str, targets)), "--epochs", "1",
-            "--seeds", "0,1", "--lrs", "0.01,0.001", "-e", ESTIMATORS, "--out", str(out), "--ground-truth", str(gt)]
+    out, gt, runs_csv = tmp_path / "out", tmp_path / "gt.csv", tmp_path / "runs.csv"
+    args = ["bench", "--models", ",".join(models), "--targets", ",".join(map(str, targets)), "--epochs", "1", "--img-size", "32",
+            "--seeds", "0,1", "--lrs", "0.01,0.001", "--defrost-cuts", "2", "-e", ESTIMATORS, "--out", str(out),
+            "--ground-truth", str(gt), "--runs-csv", str(runs_csv)]
     code, _, err = run_cli(*args)
     assert code == 0, err
     rows = list(csv.DictReader(gt.open()))
@@ -43,22 +67,32 @@ def test_bench_end_to_end_csv_report_and_full_cache(run_cli, tiny, tmp_path, adv
         assert float(r["lr_backbone"]) in (0.01, 0.001)
         assert float(r["lr_head"]) == pytest.approx(10 * float(r["lr_backbone"]))
         assert 0.0 <= float(r["test_acc_mean"]) <= 1.0 and int(r["seeds_done"]) == 2
-        assert r["best_defrost_cut"]
+        assert r["best_defrost_cut"] and r["input_size"] == "32"
+        assert 0.0 <= float(r["probe_test_acc"]) <= 1.0 and float(r["final_train_loss"]) > 0
+        assert r["under_trained"] == str(float(r["test_acc_mean"]) < float(r["probe_test_acc"])).lower()
     split_rows = [r for r in rows if r["target"] == "split"]
     assert all(r["n_test"] == "8" for r in split_rows)  # the target's own test/ folder is the test set
+    records = read_runs(runs_csv)
+    kinds = [r["kind"] for r in records]
+    # models x targets x (lrs x seeds fine-tunes + 2 defrost cuts + 1 linear probe)
+    assert (kinds.count("finetune"), kinds.count("defrost"), kinds.count("probe")) == (16, 8, 4)
+    assert all(r["status"] == "done" and r["final_train_loss"] is not None and r["input_size"] == 32 for r in records)
+    assert {r["cut"] for r in records if r["kind"] == "defrost"} == {"layer1", "pre_logits", "blocks.1"}  # first and last default cut
     runs = _bench_rows(advisor_home)
-    assert runs == 2 * 2 * 2 * 2  # models x targets x lrs x seeds
+    assert runs == len(records) == 28
     report = (out / "bench_report.md").read_text()
     assert "## Weighted Kendall τ per target (score at each model's best cut)" in report
+    assert "## Fine-tune vs frozen linear probe" in report and "seed 00" not in report
     for est in ESTIMATORS.split(","):
         assert f"\n| {est} | " in report
     assert "Leave-one-target-out mean τ" in report or "no leave-one-target-out" in report
     assert (out / "tau_per_estimator.png").stat().st_size > 5_000 and len(list(out.glob("scatter_*.png"))) == 2
 
     gt.unlink()
-    code, _, err = run_cli(*args)  # rerun: every fine-tune cached
+    code, _, err = run_cli(*args)  # rerun: every run cached
     assert code == 0, err
-    assert _bench_rows(advisor_home) == runs and "all 4 fine-tunes cached" in err
+    assert _bench_rows(advisor_home) == runs and "all 7 runs cached" in err and "runs to do" not in err
+    assert len(read_runs(runs_csv)) == runs  # nothing appended
     rerun = list(csv.DictReader(gt.open()))
     assert [r["test_acc_mean"] for r in rerun] == [r["test_acc_mean"] for r in rows]
 
@@ -87,29 +121,188 @@ def test_report_only_without_evidence_is_one_line(run_cli, tiny, tmp_path):
     (["--epochs", "0"], "--epochs must be at least 1"),
     (["-e", "nope"], "unknown estimator 'nope'"),
     (["--config", "/no/such.toml"], "does not exist"),
+    (["--workers", "0"], "--workers must lie in 1.."),
+    (["--workers", "999"], "--workers must lie in 1.."),
+    (["--workers", "two"], "--workers 'two' is not a whole number"),
+    (["--img-size", "8"], "--img-size must be at least 32 px"),
+    (["--img-size", "big"], "--img-size 'big' is not a whole number"),
+    (["--defrost-cuts", "0"], "--defrost-cuts must be at least 1"),
 ])
 def test_bad_inputs_exit_2_with_one_line(run_cli, tiny, tmp_path, args, message):
     models, targets = tiny
     unlabelled = write_images(tmp_path / "unlabelled", {"x": 3}, size=16) / "x"  # a flat folder: no class sub-folders
     opts = {"--models": models[0], "--targets": str(targets[0]), "--epochs": "1", "--out": str(tmp_path / "o"),
-            "--ground-truth": str(tmp_path / "g.csv")}
+            "--ground-truth": str(tmp_path / "g.csv"), "--runs-csv": str(tmp_path / "r.csv")}
     opts.update({k: v.replace("{unlabelled}", str(unlabelled)) for k, v in zip(args[::2], args[1::2])})
     code, out, err = run_cli("bench", *[x for kv in opts.items() for x in kv])
     assert code == 2, (out, err)
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
-    assert not (tmp_path / "g.csv").exists()
+    assert not (tmp_path / "g.csv").exists() and not (tmp_path / "r.csv").exists()
 
 
 def test_default_config_lists_the_shared_models_and_targets():
     import tomllib
 
-    from advisor.bench import DEFAULT_CONFIG
+    from advisor.bench import DEFAULT_CONFIG, load_config
     from advisor.models import catalog
 
     raw = tomllib.loads(DEFAULT_CONFIG.read_text())
-    assert len(raw["models"]) == 8 and set(raw["models"]) <= set(catalog())
+    new = {"lcnet_100_text_orientation4", "ccexam_mnist", "ccexam_usps", "ccexam_svhn", "kerascnn_cifar10", "mini_xception_fer2013"}
+    assert len(raw["models"]) == 14 and new <= set(raw["models"])
+    assert set(raw["models"]) - new <= set(catalog())
     assert "data/pneumoniamnist/pneumoniamnist.npz" in raw["targets"] and len(raw["targets"]) == 6
-    assert raw["protocol"]["backbone_lrs"] == [0.01, 0.001] and raw["protocol"]["seeds"] == [0, 1]
+    proto = raw["protocol"]
+    assert {"img_size", "max_train", "epochs", "seeds", "backbone_lrs", "defrost_cuts", "defrost_seed"} <= set(proto)
+    assert proto["img_size"] >= 32 and isinstance(proto["defrost_cuts"], int) and proto["defrost_cuts"] <= 4
+    assert 1 <= raw["run"]["workers"]
+
+
+# ---------------------------------------------------------------- protocol settings and run keys
+
+
+def test_input_size_cap_never_enlarges_and_leaves_fixed_models_alone():
+    from advisor.bench import effective_size
+
+    assert effective_size((3, 240, 240), False, 128) == 128
+    assert effective_size((3, 240, 240), False, None) is None
+    assert effective_size((3, 32, 32), False, 128) is None  # a small model keeps its own size
+    assert effective_size((1, 28, 28), True, 128) is None
+    assert effective_size((3, 224, 224), True, 128) is None  # a fixed-size model is never resized
+
+
+def test_defrost_cuts_spread_or_named():
+    from advisor.bench import pick_defrost_cuts
+    from advisor.errors import AdvisorError
+
+    default = ["b1", "b2", "b3", "b4", "pre_logits"]
+    assert pick_defrost_cuts(default, ["b0"] + default, 3, "m") == ["b1", "b3", "pre_logits"]
+    assert pick_defrost_cuts(default, ["b0"] + default, 1, "m") == ["b1"]
+    assert pick_defrost_cuts(default, ["b0"] + default, 9, "m") == default
+    assert pick_defrost_cuts(default, ["b0"] + default, ("pre_logits", "b0", "zz"), "m") == ["b0", "pre_logits"]
+    with pytest.raises(AdvisorError, match="has none of the --defrost-cuts"):
+        pick_defrost_cuts(default, default, ("zz",), "m")
+
+
+@pytest.mark.parametrize("change", [{"img_size": 64}, {"epochs": 2}, {"max_train": 10}, {"seeds": [1]}, {"lrs": [0.05]},
+                                    {"defrost_cuts": 2}, {"defrost_seed": 3}])
+def test_every_setting_is_part_of_the_run_keys(tiny, change):
+    from advisor.bench import load_config, make_plan
+
+    models, targets = tiny
+    base = dict(models=models[:1], targets=[str(targets[0])], epochs=1, seeds=[0], lrs=[0.01], max_train=None, img_size=32,
+                defrost_cuts=1, defrost_seed=0, estimators=["knn"])
+    plans = [make_plan(load_config(**kw), "cpu") for kw in (base, {**base, **change})]
+    keys = [{(j.kind, j.lr, j.seed, j.cut): j.key for j in p.jobs} for p in plans]
+    assert plans[0].cfg.settings.key() != plans[1].cfg.settings.key()  # the evidence cells
+    if "defrost_cuts" in change:  # more cuts: the old runs keep their keys, new ones appear
+        assert set(keys[0].values()) < set(keys[1].values())
+    elif "defrost_seed" in change:  # only the defrost runs change
+        assert {k: v for k, v in keys[0].items() if k[0] != "defrost"} == {k: v for k, v in keys[1].items() if k[0] != "defrost"}
+        assert {v for k, v in keys[0].items() if k[0] == "defrost"}.isdisjoint(keys[1].values())
+    else:
+        changed = [k for k in keys[0] if keys[0][k] not in keys[1].values()]
+        assert any(k[0] == "finetune" for k in changed), change
+        if change.get("img_size") or change.get("max_train"):
+            assert set(keys[0].values()).isdisjoint(keys[1].values())  # input and data change every run
+
+
+def test_a_cap_above_the_model_size_changes_no_key(tiny):
+    from advisor.bench import load_config, make_plan
+
+    models, targets = tiny
+    base = dict(models=models[:1], targets=[str(targets[0])], epochs=1, seeds=[0], lrs=[0.01], defrost_cuts=1, estimators=["knn"])
+    native, capped = (make_plan(load_config(**base, img_size=v), "cpu") for v in ("native", 512))  # the tiny models take 160 px
+    assert [j.key for j in native.jobs] == [j.key for j in capped.jobs]
+    assert native.infos[models[0]].input_size == (3, 160, 160) and native.infos[models[0]].img_override is None
+
+
+# ---------------------------------------------------------------- --plan, portable CSV, workers
+
+
+def test_plan_counts_runs_and_trains_nothing(run_cli, tiny, tmp_path, advisor_home):
+    models, targets = tiny
+    code, out, err = run_cli(*_args(models, targets, tmp_path, "--seeds", "0,1", "--lrs", "0.01,0.001", "--defrost-cuts", "2", "--plan"))
+    assert code == 0, err
+    assert "nothing is trained" in out and "estimated wall time" in out and "what dominates" in out
+    total = next(line for line in out.splitlines() if line.startswith("total"))
+    # 2 models x 2 targets: 2 lrs x 2 seeds fine-tunes, 2 defrost cuts, 1 probe each; knn at 6 cuts
+    assert total.split()[1:5] == ["16", "8", "4", str(2 * 2 * 6)]
+    for m in ("test_resnet", "test_efficientnet"):
+        row = next(line for line in out.splitlines() if line.startswith(m))
+        assert row.split()[1] == "32 (own 160)".split()[0] and "own 160" in row
+    assert _bench_rows(advisor_home) == 0 and not (tmp_path / "runs-a.csv").exists() and not (tmp_path / "gt-a.csv").exists()
+
+
+def test_runs_csv_makes_a_fresh_cache_skip_finished_runs_and_ignores_a_torn_line(run_cli, tiny, tmp_path, monkeypatch):
+    from advisor.bench import RUN_COLUMNS, read_runs
+
+    models, targets = tiny
+    args = _args(models[:1], targets[:1], tmp_path, "--seeds", "0", "--lrs", "0.01", "--defrost-cuts", "1")
+    _home(monkeypatch, tmp_path, "home-1")
+    code, _, err = run_cli(*args)
+    assert code == 0, err
+    csv_path = tmp_path / "runs-a.csv"
+    records = read_runs(csv_path)
+    assert len(records) == 3 and set(RUN_COLUMNS) <= set(records[0])
+    ft = next(r for r in records if r["kind"] == "finetune")
+    assert ft["lr_backbone"] == 0.01 and ft["seed"] == 0 and ft["epochs"] == 1 and ft["img_size_cap"] == 32 and ft["history"]
+    assert ft["final_train_loss"] == ft["history"][-1]["loss"] and ft["device"] == "cpu" and ft["protocol"]["name"] == "finetune"
+    gt = (tmp_path / "gt-a.csv").read_text()
+
+    home = _home(monkeypatch, tmp_path, "home-2")  # a fresh machine: empty cache, the committed CSV
+    code, _, err = run_cli(*args)
+    assert code == 0, err
+    assert "imported 3 finished runs" in err and "all 3 runs cached" in err and "runs to do" not in err
+    assert _bench_rows(home) == 3 and (tmp_path / "gt-a.csv").read_text() == gt and len(read_runs(csv_path)) == 3
+
+    lines = csv_path.read_bytes().splitlines(keepends=True)
+    csv_path.write_bytes(b"".join(lines[:-1]) + lines[-1][: len(lines[-1]) // 2])  # a crash in the middle of the last write
+    assert len(read_runs(csv_path)) == 2
+    home = _home(monkeypatch, tmp_path, "home-3")
+    code, _, err = run_cli(*args)
+    assert code == 0, err
+    assert "dropped a torn last line" in err and "imported 2 finished runs" in err and "1 runs to do" in err
+    assert len(read_runs(csv_path)) == 3 and csv_path.read_bytes().endswith(b"\n") and _bench_rows(home) == 3
+    assert (tmp_path / "gt-a.csv").read_text() == gt  # the recomputed run gives the same numbers
+
+
+def test_two_workers_store_what_one_worker_stores(run_cli, tiny, tmp_path, monkeypatch):
+    import advisor.bench as b
+
+    monkeypatch.setattr(b, "cpu_cores", lambda: 2)  # the check in this process; each worker gets 1 thread
+    models, targets = tiny
+    results = {}
+    for n in (1, 2):
+        home = _home(monkeypatch, tmp_path, f"home-w{n}")
+        code, _, err = run_cli(*_args(models, targets[:1], tmp_path, "--seeds", "0,1", "--lrs", "0.01", "--defrost-cuts", "1",
+                                      "--workers", str(n), tag=f"w{n}"))
+        assert code == 0, err
+        assert _bench_rows(home) == 2 * (2 + 1 + 1)
+        results[n] = {r["run_key"]: r for r in b.read_runs(tmp_path / f"runs-w{n}.csv")}
+    assert results[1].keys() == results[2].keys()
+    for k, r in results[1].items():
+        q = results[2][k]
+        assert (r["kind"], r["status"], r["val_acc"], r["test_acc"]) == (q["kind"], q["status"], q["val_acc"], q["test_acc"])
+        assert r["final_train_loss"] == pytest.approx(q["final_train_loss"], rel=1e-4)
+    assert (tmp_path / "gt-w1.csv").read_text() == (tmp_path / "gt-w2.csv").read_text()
+
+
+def test_read_runs_ignores_torn_and_malformed_lines(tmp_path):
+    from advisor.bench import RUN_COLUMNS, append_run, read_runs, repair_tail
+
+    path = tmp_path / "r.csv"
+    rec = {k: None for k in RUN_COLUMNS} | {"run_key": "k1", "kind": "probe", "status": "done", "reason": "a\nb, \"c\"",
+                                            "test_acc": 0.5, "history": [{"loss": 1.0}], "protocol": {"recipe": "x"}}
+    append_run(path, rec)
+    append_run(path, rec | {"run_key": "k2"})
+    got = read_runs(path)
+    assert [r["run_key"] for r in got] == ["k1", "k2"] and got[0]["reason"] == 'a b, "c"' and got[0]["history"] == [{"loss": 1.0}]
+    with path.open("a") as fh:
+        fh.write("not,a,record\n" + "k3,probe,half a li")
+    assert [r["run_key"] for r in read_runs(path)] == ["k1", "k2"]
+    assert repair_tail(path) == len("k3,probe,half a li")
+    append_run(path, rec | {"run_key": "k4"})
+    assert [r["run_key"] for r in read_runs(path)] == ["k1", "k2", "k4"]
 
 
 # ---------------------------------------------------------------- metrics by hand

@@ -16,13 +16,16 @@ from advisor.errors import AdvisorError
 EXAMPLE = """
 Examples:
 
+  advisor bench --plan                            # count the runs and estimate the wall time; trains nothing
+
   advisor bench                                   # registry/bench.toml: the shared models x targets
 
-  advisor bench --models tf_efficientnet_lite0,resnet20_cifar10 --targets my_images/,data.npz --epochs 5
+  advisor bench --models tf_efficientnet_lite0,resnet20_cifar10 --targets my_images/,data.npz --epochs 5 --img-size 128
 
   advisor bench --report-only                     # rebuild the report from the cache
 
-Fine-tunes are cached: rerunning skips finished runs; Ctrl-C loses at most the run in progress.
+Every finished run is appended to benchmarks/bench_runs.csv (--runs-csv) and cached: rerunning, on
+this machine or on a fresh one with that CSV, skips finished runs; Ctrl-C loses at most the runs in progress.
 """
 
 
@@ -40,28 +43,40 @@ def bench(
     models: list[str] = typer.Option([], "--models", "-m", help="Models (comma-separated or repeated). Default: the config's."),
     targets: list[str] = typer.Option([], "--targets", "-t", help="Labelled targets: folders, .csv or .npz (comma-separated or repeated). Default: the config's."),
     config: Path | None = typer.Option(None, help="Bench config TOML (default: registry/bench.toml, paths relative to $ADVISOR_SHARED or ../shared)."),
-    epochs: int | None = typer.Option(None, help="Epochs per fine-tune (default: the config's)."),
-    seeds: str | None = typer.Option(None, help="Seeds, comma-separated (default: the config's, 0,1)."),
-    lrs: str | None = typer.Option(None, help="Backbone learning-rate grid, comma-separated (default: the config's, 0.01,0.001)."),
-    max_train: int | None = typer.Option(None, help="Training images per fine-tune (stratified, seeded)."),
+    epochs: int | None = typer.Option(None, help="Epochs per fine-tune and defrost run (default: the config's)."),
+    seeds: str | None = typer.Option(None, help="Fine-tune seeds, comma-separated (default: the config's)."),
+    lrs: str | None = typer.Option(None, help="Backbone learning-rate grid, comma-separated (default: the config's)."),
+    max_train: int | None = typer.Option(None, help="Training images per run (stratified, seeded; default: the config's)."),
+    img_size: str | None = typer.Option(None, "--img-size", help="Input-size cap in px: each model gets min(its own size, this); 'native' lifts the config's cap."),
+    defrost_cuts: str | None = typer.Option(None, "--defrost-cuts", help="Defrost runs per (model, target): a count of cuts spread over the default range, or cut names (comma-separated)."),
+    defrost_seed: int | None = typer.Option(None, "--defrost-seed", help="The one seed of the defrost runs (default: the config's)."),
     estimator: list[str] = typer.Option([], "--estimator", "-e", help="Estimators to score (default: every registered one)."),
+    workers: str | None = typer.Option(None, "--workers", help="Processes for independent runs, each with cores // workers torch threads (default: the config's run.workers)."),
+    plan: bool = typer.Option(False, "--plan", help="Print the runs of each kind per model and an estimated wall time from a few timed SGD steps per model; train nothing."),
+    runs_csv: Path = typer.Option(Path("benchmarks/bench_runs.csv"), "--runs-csv", help="Portable record of every finished run (appended; imported on start)."),
     out_dir: Path = typer.Option(Path("benchmarks/bench"), "--out", help="Folder for bench_report.md and its PNGs."),
     ground_truth: Path = typer.Option(Path("benchmarks/bench_ground_truth.csv"), "--ground-truth", help="Where to write the ground-truth CSV."),
     report_only: bool = typer.Option(False, "--report-only", help="Rebuild the CSV and report from the cache; train and score nothing."),
     weights_dir: Path | None = typer.Option(None, envvar="ADVISOR_WEIGHTS_DIR", help="Folder mirroring model weights (default: <shared>/models)."),
     device: str | None = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
 ) -> None:
-    """Fine-tune every model on every target (lr grid x seeds), score every estimator, write the ground-truth CSV and bench_report.md."""
+    """Fine-tune every model on every target (lr grid x seeds), defrost at a few cuts, probe linearly, score every estimator; write the ground-truth CSV and bench_report.md."""
     from advisor import bench as b
     from advisor.bench_report import write_report
 
+    n_workers = b.parse_workers(workers if workers is not None else b.config_workers(config))
     cfg = b.load_config(config, models=_split(models) or None, targets=_split(targets) or None, epochs=epochs,
                         seeds=_numbers(seeds, int, "--seeds"), lrs=_numbers(lrs, float, "--lrs"), max_train=max_train,
-                        estimators=_split(estimator) or None, weights_dir=weights_dir)
-    cells = b.bench(cfg, report_only=report_only, device=device, log=lambda msg: err.print(f"[dim]{msg}[/dim]", highlight=False))
+                        estimators=_split(estimator) or None, img_size=img_size, defrost_cuts=defrost_cuts,
+                        defrost_seed=defrost_seed, weights_dir=weights_dir)
+    log = lambda msg: err.print(f"[dim]{msg}[/dim]", highlight=False)  # noqa: E731
+    if plan:
+        out.print(b.run_plan(cfg, workers=n_workers, device=device, runs_csv=runs_csv, log=log), highlight=False, soft_wrap=True)
+        return
+    cells = b.bench(cfg, report_only=report_only, device=device, workers=n_workers, runs_csv=runs_csv, log=log)
     csv_path = b.write_ground_truth(cells, cfg.settings, ground_truth)
     argv = [a for a in sys.argv[1:] if a != "--report-only"] if Path(sys.argv[0]).name == "advisor" else []
     command = "advisor " + " ".join(shlex.quote(a) for a in argv) if argv else "advisor bench (same options)"
     report = write_report(cells, list(cfg.settings.estimators), {**cfg.settings.as_dict(), "config": cfg.source},
                           out_dir, command)
-    out.print(f"ground truth: {csv_path}\nreport: {report}")
+    out.print(f"ground truth: {csv_path}\nreport: {report}\nruns: {runs_csv}")
