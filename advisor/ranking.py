@@ -13,7 +13,7 @@ import os
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -24,11 +24,11 @@ from advisor.errors import AdvisorError
 from advisor.estimators import Estimator, get_estimator, safe_score
 from advisor.features import PRE_LOGITS, preproc_hash
 from advisor.models import ResolveContext, Resolved, default_models, resolve_model, with_img_size
-from advisor.probe import Probe, decode_all, load_probe
+from advisor.probe import DECODE_SIDE, Probe, decode_all, load_probe
 
 DEFAULT_ESTIMATORS = ("logme", "knn")
 LOGITS = "__logits__"  # features-table key of the source head's logits
-KEEP_DECODED_BYTES = 1 << 30  # decode the probe once per run when it fits in 1 GiB
+KEEP_DECODED_BYTES = 1 << 30  # decoded images kept for the run: at most 1 GiB (the rest are decoded per model)
 
 
 @dataclass
@@ -101,37 +101,51 @@ class _Validated:
         return probe.hash + str(len(probe)) in cls.hashes
 
 
-class _Decoded:
-    """Decodes the probe at most once per run, validating it the first time."""
+MIN_IMAGES = 4  # estimators need at least this many readable images
 
-    def __init__(self, progress: Progress):
+
+class _Decoded:
+    """Decodes the probe at most once per run, validating it the first time: unreadable images are
+    skipped (with a warning) and only then is the minimum number of images checked. Decoded images
+    are kept for the rest of the run up to ``KEEP_DECODED_BYTES`` (the rest are decoded again per
+    model), each reduced while decoding to ``side`` (:data:`advisor.probe.DECODE_SIDE`, or 2 ×
+    ``--img-size`` when larger), so memory is bounded whatever the probe's size and its camera."""
+
+    def __init__(self, progress: Progress, img_size: int | None = None):
         self.progress = progress
         self.images: dict | None = None
+        self.side = max(DECODE_SIDE, 2 * img_size) if img_size else DECODE_SIDE
 
     def get(self, probe: Probe) -> tuple[Probe, dict]:
+        probe = replace(probe, decode_side=self.side)
         if self.images is not None:
             return probe, self.images
-        images, bad = decode_all(probe)
+        n_files = len(probe)
+        images, bad = decode_all(probe, keep_bytes=KEEP_DECODED_BYTES)
+        example = "; ".join(f"{probe.item_name(i)} ({r})" for i, r in list(bad.items())[:3]) + (" ..." if len(bad) > 3 else "")
         if bad:
-            self.progress.warn(
-                f"skipped {len(bad)} unreadable image(s) of {len(probe)}: "
-                + "; ".join(f"{probe.item_name(i)} ({r})" for i, r in list(bad.items())[:3])
-                + (" ..." if len(bad) > 3 else "")
-            )
             kept = [i for i in range(len(probe)) if i not in bad]
             probe = probe.without(bad)
-            images = {new: images[old] for new, old in enumerate(kept)}
+            images = {new: images[old] for new, old in enumerate(kept) if old in images}
+        # checked on what could be read, before anything is written; one line that names the unreadable files
         if len(probe) == 0:
-            raise AdvisorError(f"none of the images in probe '{probe.source}' could be read", "check that the files are valid images")
+            raise AdvisorError(f"none of the images in probe '{probe.source}' could be read, e.g. {example}",
+                               "check that the files are valid images")
+        if len(probe) < MIN_IMAGES:
+            unread = f" once {len(bad)} unreadable of {n_files} are skipped ({example})" if bad else ""
+            raise AdvisorError(f"probe '{probe.source}' has {len(probe)} images{unread}",
+                               f"estimators need at least {MIN_IMAGES} images: add images" + (" or fix the unreadable ones" if bad else ""))
         if probe.labels is not None and len(np.unique(probe.labels)) < 2:
-            raise AdvisorError(f"probe '{probe.source}' has a single readable class", "add readable images of at least 2 classes")
+            raise AdvisorError(f"probe '{probe.source}' has a single readable class" + (f" once {len(bad)} unreadable are skipped ({example})" if bad else ""),
+                               "add readable images of at least 2 classes")
+        if bad:
+            self.progress.warn(f"skipped {len(bad)} unreadable image(s) of {n_files}: {example}")
         with cache.transaction() as con:
             con.execute(
                 "INSERT OR REPLACE INTO probes (hash, source, n_images, n_classes, class_names, skipped) VALUES (?, ?, ?, ?, ?, ?)",
                 [probe.hash, probe.source, len(probe), probe.num_classes, list(probe.class_names or []), json.dumps([list(s) for s in probe.skipped])],
             )
-        size = sum(im.width * im.height * 3 for im in images.values())
-        self.images = images if size <= KEEP_DECODED_BYTES else {}
+        self.images = images
         _Validated.mark(probe)
         return probe, images
 
@@ -388,15 +402,15 @@ def rank(
     # Resolve every id before any work so a typo fails fast and nothing is written.
     for model_id in dict.fromkeys(models + ([ref_model] if ref_model else [])):
         resolve_model(model_id, ctx)
-    if len(probe) < 4:
-        raise AdvisorError(f"probe '{probe.source}' has {len(probe)} images", "estimators need at least 4 images")
+    decoded = _Decoded(progress, img_size)
+    if not _Validated.done(probe):  # decode (skipping unreadable images) and check the minimum before anything is written
+        probe, _ = decoded.get(probe)
     needs = {n for e in ests for n in e.needs}
     run_id = uuid.uuid4().hex[:12]
     args = {"probe": probe.source, "probe_hash": probe.hash, "models": models, "estimators": [e.name for e in ests],
             "reference": reference, "split": split, "max_images": max_images, "seed": seed, "img_size": img_size}
     with cache.transaction() as con:
         con.execute("INSERT INTO runs (run_id, command, args, status) VALUES (?, ?, ?, 'running')", [run_id, command, cache.dumps(args)])
-    decoded = _Decoded(progress)
     feats, cut_scores = [], []
     opts = dict(img_size=img_size, batch_size=batch_size, progress=progress)
     try:
