@@ -69,8 +69,8 @@ MIN_IMAGES = 2
 
 
 def _as_array(image) -> np.ndarray:
-    """An image (PIL, or array [H, W] / [H, W, 1] / [H, W, 3], uint8 or float in [0, 1]) as
-    uint8 [H, W, 3], downscaled so the longer side is at most MAX_SIDE."""
+    """An image (PIL, or array [H, W] / [H, W, 1] / [H, W, 3]: uint8, uint16 or float in [0, 1], see
+    :func:`advisor.probe.pixels_to_uint8`) as uint8 [H, W, 3], downscaled so the longer side is at most MAX_SIDE."""
     from PIL import Image
 
     if isinstance(image, Image.Image):
@@ -81,9 +81,9 @@ def _as_array(image) -> np.ndarray:
             arr = arr[..., 0]
         if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] != 3):
             raise ValueError(f"an image must be [H, W] or [H, W, 3], got shape {arr.shape}")
-        if arr.dtype != np.uint8:
-            arr = np.clip(np.round(np.asarray(arr, np.float64) * 255.0), 0, 255).astype(np.uint8)
-        im = Image.fromarray(arr).convert("RGB")
+        from advisor.probe import pixels_to_uint8
+
+        im = Image.fromarray(pixels_to_uint8(arr, "an image")).convert("RGB")  # refuses NaN or floats outside [0, 1]
     if max(im.size) > MAX_SIDE:
         scale = MAX_SIDE / max(im.size)
         im = im.resize((max(1, round(im.size[0] * scale)), max(1, round(im.size[1] * scale))), Image.Resampling.BOX)
@@ -289,18 +289,53 @@ def valid_name(name: str) -> str:
 
 
 def source_for_model(model_id: str) -> str:
-    """The pre-training domain a model declares: a catalog entry's ``domain`` key, else read from its
-    ``pretrain`` text or timm tag (``.in1k``, ``.in22k``, ``in21k`` → imagenet); otherwise imagenet."""
+    """The source reference of the pre-training domain a model declares, read from a catalog entry's
+    ``pretrain`` text or the timm tag: CIFAR-10/100 → ``cifar10``/``cifar100``; a catalog entry whose
+    ``domain`` is not photos → its data set's name (``mnist``, ``svhn``, ``fer2013``, ...); otherwise
+    imagenet (ImageNet tags ``.in1k``, ``.in22k``, ...; timm's default pre-training)."""
     from advisor.models import catalog_entry
 
     entry = catalog_entry(model_id) or {}
-    if entry.get("domain"):
-        return str(entry["domain"])
     text = (entry.get("pretrain") or model_id).lower()
     m = re.search(r"cifar-?(10|100)\b", text)
     if m:
         return f"cifar{m.group(1)}"
+    # the catalog's `domain` is a description ("photos", "digits", "text images"), not a reference
+    # name: photo models are ImageNet's; the others are named after their data set (mnist, svhn, ...)
+    described = str(entry.get("domain", "")).split(" (")[0].strip()
+    if described and described not in ("photos", "tiny photos"):
+        m = re.match(r"[a-z0-9][a-z0-9-]*", text)
+        if m:
+            return m.group(0)
     return DEFAULT_SOURCE
+
+
+def model_source(model_id: str) -> tuple[str, str | None]:
+    """``advisor domain --model ID``: the model's pre-training domain and a note when it is assumed,
+    or a one-line error (with a did-you-mean) for an id that names no known model. Catalog names and
+    timm architectures (with or without a pretrained tag) are known; ids of another source
+    (``hf-hub:``, ``file:``, ``local-dir:``, a plugin's) are accepted as given."""
+    from advisor.models import catalog, catalog_entry, parse_model_id
+
+    ref = parse_model_id(model_id)
+    entry = catalog_entry(model_id)
+    src = source_for_model(model_id)
+    declared = bool(entry and entry.get("domain")) or src != DEFAULT_SOURCE or re.search(r"(in1k|in12k|in21k|in22k|imagenet)", model_id.lower())
+    note = None if declared else (f"'{model_id}' declares no pre-training domain: the {DEFAULT_SOURCE} reference is assumed "
+                                  "(pass --source NAME to choose another)")
+    if entry is not None or ref.prefix != "timm":
+        return src, note
+    import timm
+
+    if timm.is_model(ref.name):
+        return src, note
+    import difflib
+
+    names = list(dict.fromkeys([n for n in catalog() if n != "defaults"] + timm.list_models() + timm.list_models(pretrained=True)))
+    close = difflib.get_close_matches(ref.name, names, n=3, cutoff=0.6)
+    hint = (f"did you mean {' or '.join(repr(c) for c in close)}? " if close else "") + \
+        "pass a catalog name (registry/models.toml) or a timm model name, or name the domain with --source (see `advisor domain refs`)"
+    raise AdvisorError(f"unknown model '{model_id}' for --model", hint)
 
 
 # ---------------------------------------------------------------- eq. 3: the regression
@@ -526,10 +561,12 @@ def table2_scale(ref: Reference) -> tuple[dict, str]:
 def probe_features(spec: str, *, split: str | None = "train", max_images: int | None = 1000, seed: int = 0, warn=None):
     """Load a probe (any format of ``advisor.probe``), decode a seeded sample of at most
     ``max_images`` images, and return ``(features [n, 22], n_total, n_unreadable)``; ``n_total`` is the
-    number of images in the split, the data amount N by default."""
-    from advisor.probe import decode_all, load_probe
+    number of images in the split, the data amount N by default. Labels are not needed: a one-class
+    folder is fine. Images are decoded one at a time (reduced while decoding, see
+    :data:`advisor.probe.DECODE_SIDE`), so memory does not grow with the sample."""
+    from advisor.probe import iter_images, load_probe
 
-    probe = load_probe(spec, split=split)
+    probe = load_probe(spec, split=split, min_classes=1)
     n_total = len(probe)
     if n_total < MIN_IMAGES:
         raise AdvisorError(f"'{spec}' holds {n_total} image; a domain gap and width need at least {MIN_IMAGES}",
@@ -539,15 +576,17 @@ def probe_features(spec: str, *, split: str | None = "train", max_images: int | 
         if max_images < MIN_IMAGES:
             raise AdvisorError(f"--max-images {max_images} is below {MIN_IMAGES}", f"pass --max-images {MIN_IMAGES} or more (default 1000)")
         idx = np.sort(np.random.default_rng(seed).choice(n_total, size=max_images, replace=False))
-    images, bad = decode_all(probe, [int(i) for i in idx])
-    if bad and warn:
-        warn(f"{len(bad)} unreadable image(s) skipped, e.g. {probe.item_name(next(iter(bad)))}: {next(iter(bad.values()))}")
-    rows = []
-    for i, im in images.items():
+    rows, bad = [], {}
+    for i, im, reason in iter_images(probe, [int(i) for i in idx]):
+        if im is None:
+            bad[i] = reason
+            continue
         if min(im.size) < 2:
             raise AdvisorError(f"image {probe.item_name(i)} is {im.size[0]}×{im.size[1]} pixels; texture features need at least 2×2",
                                "remove it or resize it")
         rows.append(image_features(im))
+    if bad and warn:
+        warn(f"{len(bad)} unreadable image(s) skipped, e.g. {probe.item_name(next(iter(bad)))}: {next(iter(bad.values()))}")
     if len(rows) < MIN_IMAGES:
         raise AdvisorError(f"'{spec}': only {len(rows)} of {len(idx)} images could be read; at least {MIN_IMAGES} are needed",
                            "replace the corrupt files (see the warning) or add images")

@@ -25,6 +25,7 @@ from advisor.errors import AdvisorError
 from advisor.features import PRE_LOGITS
 from advisor.models import ResolveContext, resolve_model
 from advisor.probe import SPLIT_NAMES, Probe, load_probe
+from advisor.ranking import MIN_IMAGES
 
 RECIPE_VERSION = "1"  # bump when training code changes the numbers: run keys include it
 HELD_OUT_FRACTION = 0.3
@@ -236,6 +237,9 @@ def validate(
     ctx = ResolveContext(weights_dir=Path(weights_dir).expanduser() if weights_dir else None, offline=offline)
     resolved = {m: resolve_model(m, ctx) for m, _ in picks}  # fail fast on a typo, before any work
     train, val, split_note = train_val_split(spec, max_images=max_images, seed=seed)
+    _check_estimators(estimators)
+    if len(train) < MIN_IMAGES:  # say so before training: the measurements are still made and printed
+        log(f"note: {_too_small_for_estimators(train)}")
     dev = pick_device(device)
     per_class = len(train) / max(train.num_classes, 1)
     proto = ft.defrost(epochs=epochs, lr=lr or 0.1, batch_size=batch_size) if protocol == "defrost" else \
@@ -397,6 +401,9 @@ def close_the_loop(spec, train: Probe, rows: list[ValidationRow], estimators, ct
     models = list(dict.fromkeys(r.model for r in done))
     if not done:
         return []
+    if len(train) < MIN_IMAGES:
+        log(f"note: {_too_small_for_estimators(train)}")
+        return []
     acc = {}
     for r in done:
         acc.setdefault((r.model, r.cut), []).append(r.val_acc)
@@ -426,6 +433,19 @@ def close_the_loop(spec, train: Probe, rows: list[ValidationRow], estimators, ct
             con.execute("INSERT INTO estimator_agreement (probe, train_hash, scope, estimator, n, weighted_tau) VALUES (?, ?, ?, ?, ?, ?)",
                         [spec, train.hash, a["scope"], a["estimator"], a["n"], a["weighted_tau"]])
     return agreement
+
+
+def _check_estimators(estimators) -> None:
+    """Unknown estimator names fail before any training, not after it."""
+    from advisor.estimators import get_estimator
+
+    for name in estimators or ():
+        get_estimator(name)
+
+
+def _too_small_for_estimators(train: Probe) -> str:
+    return (f"the training part has {len(train)} image(s) and estimators need at least {MIN_IMAGES}: "
+            "the estimator agreement is skipped (the measured accuracies are not); add images to compare them")
 
 
 def plot_profiles(result: ValidationResult, path: str) -> None:

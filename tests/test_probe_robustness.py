@@ -380,6 +380,48 @@ def test_csv_not_utf8_or_binary_is_one_line(tmp_path, run_cli, image_folder, wei
     _one_line(run_cli("rank", str(tmp_path / "b.csv"), "--models", weights_stub), "NUL", home=advisor_home)
 
 
+def test_validate_too_small_for_estimators_still_prints_the_measurements(tmp_path, run_cli, tiny_weights, advisor_home):
+    from conftest import file_id
+
+    root = write_images(tmp_path / "p", {"a": 2, "b": 2})  # hold-out 2, training part 2 (< 4 for estimators)
+    model = file_id(tiny_weights["test_resnet"], "test_resnet")
+    code, out, err = run_cli("validate", str(root), "--models", model, "--cuts", "pre_logits", "--epochs", "1", "--json", "-e", "logme")
+    assert code == 0, err
+    data = json.loads(out)
+    assert [r["status"] for r in data["runs"]] == ["done"] and data["agreement"] == []
+    assert "estimator agreement is skipped" in err and "Traceback" not in err
+
+
+def test_validate_unknown_estimator_fails_before_training(run_cli, image_folder, tiny_weights, advisor_home):
+    from conftest import file_id
+
+    model = file_id(tiny_weights["test_resnet"], "test_resnet")
+    _one_line(run_cli("validate", str(image_folder), "--models", model, "--epochs", "1", "-e", "logmee"), "logmee", home=advisor_home)
+
+
+def test_domain_accepts_a_one_class_folder(tmp_path, run_cli):
+    root = write_images(tmp_path / "p", {"only": 5})
+    code, out, err = run_cli("domain", str(root), "--json")
+    assert code == 0, err
+    assert json.loads(out)["N"] == 5
+
+
+def test_domain_unknown_model_is_an_error_with_did_you_mean(run_cli, image_folder):
+    _one_line(run_cli("domain", str(image_folder), "--model", "tf_efficientnet_lit0"), "unknown model 'tf_efficientnet_lit0'",
+              "did you mean 'tf_efficientnet_lite0'")
+
+
+def test_domain_model_picks_the_reference_of_its_pretraining(run_cli, image_folder):
+    from advisor.domain import model_source
+
+    assert model_source("tf_efficientnet_lite0") == ("imagenet", None)  # catalog 'domain = "photos"' is a description
+    assert model_source("resnet56_cifar10")[0] == "cifar10" and model_source("ccexam_mnist")[0] == "mnist"
+    assert model_source("resnet50.a1_in1k") == ("imagenet", None)
+    assert "declares no pre-training domain" in model_source("hf-hub:someone/model")[1]
+    code, out, err = run_cli("domain", str(image_folder), "--model", "tf_efficientnet_lite0", "--json")
+    assert code == 0 and json.loads(out)["source"] == "imagenet", err
+
+
 # ---------------------------------------------------------------- kind 8: bounded decoding
 
 

@@ -109,7 +109,7 @@ def show(
         raise AdvisorError(f"--fit must be 'published' or 'table2', got '{fit}'", "use --refit-from CSV for your own history")
     if source and model:
         raise AdvisorError("--source and --model both name the source domain", "pass one of them")
-    src = source or (domain.source_for_model(model) if model else domain.DEFAULT_SOURCE)
+    src, model_note = domain.model_source(model) if model else (source or domain.DEFAULT_SOURCE, None)
     if refit_from is not None:
         chosen = domain.refit(_read_history(refit_from), label=f"refit on {refit_from.name}")
     elif fit == "table2":
@@ -120,6 +120,7 @@ def show(
                             fit=chosen, level=level, warn=lambda m: err.print(f"[yellow]warning:[/yellow] {m}"))
     if model:
         result["model"] = model
+        result["notes"] += [model_note] if model_note else []
     if as_json:
         print_json(result)
         return
