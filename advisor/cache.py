@@ -111,25 +111,263 @@ def _lock_holder(message: str) -> str:
     return f" (held by PID {m.group(1)})" if m else ""
 
 
+def _lock_timeout() -> float:
+    raw = os.environ.get("ADVISOR_LOCK_TIMEOUT", "60")
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not value >= 0:  # also NaN
+        raise AdvisorError(f"ADVISOR_LOCK_TIMEOUT={raw!r} is not a number of seconds", "set it to e.g. 60, or unset it")
+    return value
+
+
+# ---------------------------------------------------------------- damage and a full disk, in one line
+
+_DAMAGED = ("corrupt database file", "not a valid duckdb database file", "could not read enough bytes",
+            "checksum", "failed to read database header", "invalid wal", "wal file")
+_NO_SPACE = ("no space left on device", "disk quota exceeded")
+_READ_ONLY_FS = ("read-only file system",)
+
+
+class CacheDamaged(AdvisorError):
+    """The cache file is unreadable (overwritten, truncated, not a DuckDB file)."""
+
+    def __init__(self, path: Path, detail: str):
+        wal = path.with_name(path.name + ".wal")
+        move = f"mv {path} {path}.damaged" + (f" && mv {wal} {wal}.damaged" if wal.exists() else "")
+        super().__init__(f"the cache {path} is damaged ({detail})",
+                         f"move it aside ({move}) or run `advisor cache clear`, then rerun: "
+                         "features and scores are recomputed, nothing else is lost")
+        self.path = path
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _errno_error(exc: OSError, path: Path) -> AdvisorError | None:
+    import errno
+
+    if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
+        return AdvisorError(f"no space left on the device holding the cache {path} (nothing half-written was kept)",
+                            "free some space, or point ADVISOR_HOME at a disk with room, then rerun: finished work is kept")
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return AdvisorError(f"cannot write the cache {path}: {exc.strerror}",
+                            "make the folder writable, or point ADVISOR_HOME at a writable folder")
+    return None
+
+
+def cache_error(exc: BaseException, path: Path | None = None) -> AdvisorError | None:
+    """The one-line error for a DuckDB/OS failure on the cache (damaged file, disk full, read-only
+    file system), or None when ``exc`` is none of these."""
+    path = path or cache_path()
+    if isinstance(exc, AdvisorError):
+        return exc
+    if isinstance(exc, OSError):
+        return _errno_error(exc, path)
+    try:
+        import duckdb
+    except ImportError:  # pragma: no cover
+        return None
+    if not isinstance(exc, duckdb.Error):
+        return None
+    text = str(exc).lower()
+    if any(m in text for m in _NO_SPACE):
+        import errno
+
+        return _errno_error(OSError(errno.ENOSPC, "No space left on device"), path)
+    if any(m in text for m in _READ_ONLY_FS):
+        import errno
+
+        return _errno_error(OSError(errno.EROFS, "Read-only file system"), path)
+    if any(m in text for m in _DAMAGED):
+        return CacheDamaged(path, _first_line(exc))
+    return None
+
+
+# ---------------------------------------------------------------- "in use": what `cache clear` waits for
+#
+# DuckDB's own lock is held only while a unit of work is written (connections are short), so it
+# cannot keep `cache clear` from deleting the file between two units of a running `rank`. Every
+# command that touches the cache therefore also holds a shared POSIX record lock on
+# ``advisor.duckdb.lock`` (fcntl: released by the OS when the process dies, even on kill -9) for as
+# long as it runs (``session()``, entered by the CLI around every command), and ``clear()`` takes it
+# exclusively. F_GETLK names a holder's PID. The lock file is never deleted (a deleted lock file
+# would let two processes lock two different files). Without fcntl (Windows) only DuckDB's lock applies.
+
+_session_depth = 0
+_held: dict[str, int] = {}  # lock file -> fd, held until the session ends
+
+
+def _lock_path(path: Path) -> Path:
+    return path.with_name(path.name + ".lock")
+
+
+def _fcntl():
+    try:
+        import fcntl
+
+        return fcntl
+    except ImportError:  # pragma: no cover - Windows
+        return None
+
+
+def _lock_owner(fd: int) -> int | None:
+    """PID of a process holding a lock that conflicts with an exclusive one on ``fd`` (Linux layout)."""
+    import struct
+
+    fcntl = _fcntl()
+    if fcntl is None or not sys.platform.startswith("linux"):
+        return None
+    fmt = "hhqqi4x"  # struct flock: l_type, l_whence, l_start, l_len, l_pid
+    try:
+        res = fcntl.fcntl(fd, fcntl.F_GETLK, struct.pack(fmt, fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0))
+    except OSError:
+        return None
+    l_type, _, _, _, pid = struct.unpack(fmt, res)
+    return pid if l_type != fcntl.F_UNLCK and pid > 0 else None
+
+
+def _describe(pid: int | None) -> str:
+    if pid is None:
+        return "another advisor process"
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        words = [a.decode(errors="replace") for a in argv if a]
+        if len(words) > 1 and Path(words[0]).name.startswith("python"):
+            words = words[1:]
+            if words[0] == "-m" and len(words) > 1:  # python -m advisor rank ...
+                words = words[1:]
+        if words:
+            words[0] = Path(words[0]).name
+            command = " ".join(words)
+            return f"advisor process PID {pid} ({command[:120] + ('...' if len(command) > 120 else '')})"
+    except OSError:
+        pass
+    return f"advisor process PID {pid}"
+
+
+def _hold_shared(path: Path) -> None:
+    fcntl = _fcntl()
+    key = str(_lock_path(path))
+    if fcntl is None or key in _held:
+        return
+    try:
+        fd = os.open(key, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        return  # a read-only cache folder: DuckDB's own lock still applies
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        # `cache clear` holds it exclusively: wait for it like for DuckDB's lock, then go on.
+        deadline = time.monotonic() + _lock_timeout()
+        while True:
+            time.sleep(0.2)
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                break
+            except OSError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise AdvisorError(f"the cache {path} is being cleared by {_describe(_lock_owner(fd))}",
+                                       "wait for it to finish, then rerun") from None
+    _held[key] = fd
+
+
+def _release_all() -> None:
+    for key in list(_held):
+        try:
+            os.close(_held.pop(key))  # closing the descriptor drops the process's record locks on the file
+        except OSError:
+            pass
+
+
 @contextmanager
-def connect(read_only: bool = False, path: Path | None = None):
-    """A short-lived DuckDB connection; waits for another process's lock, then fails clearly."""
+def session():
+    """The cache is in use for the duration of this block: every connection opened inside it keeps a
+    shared lock on the cache until the block ends, so ``clear()`` in another process waits for it."""
+    global _session_depth
+    _session_depth += 1
+    try:
+        yield
+    finally:
+        _session_depth -= 1
+        if _session_depth == 0:
+            _release_all()
+
+
+@contextmanager
+def _exclusive(path: Path):
+    """Hold the cache exclusively (no command running on it), waiting up to ADVISOR_LOCK_TIMEOUT."""
+    fcntl = _fcntl()
+    if fcntl is None:
+        yield
+        return
+    _release_all()  # our own shared hold (same process) must not count, and would be dropped anyway
+    fd = os.open(_lock_path(path), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        timeout = _lock_timeout()
+        deadline = time.monotonic() + timeout
+        warned = False
+        while True:
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                holder = _describe(_lock_owner(fd))
+                if time.monotonic() >= deadline:
+                    raise AdvisorError(f"the cache {path} is in use by a running {holder}",
+                                       "wait for it to finish (or stop it), then rerun; nothing was deleted") from None
+                if not warned:
+                    print(f"waiting up to {timeout:.0f}s for the running {holder} to finish...", file=sys.stderr)
+                    warned = True
+                time.sleep(0.2)
+        yield
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def connect(read_only: bool = False, path: Path | None = None, sandbox: bool = False):
+    """A short-lived DuckDB connection; waits for another process's lock, then fails clearly.
+
+    A damaged file, a full disk or a read-only folder become one-line :class:`AdvisorError` s
+    wherever they surface (opening, migrating, or any query inside the block). ``sandbox=True``
+    (``advisor cache sql``) also disables every file system access beyond the cache itself
+    (``COPY ... TO``, ``EXPORT DATABASE``, ``read_csv('/etc/passwd')``, ``ATTACH``, extensions),
+    with the configuration locked so the query cannot turn it back on."""
     import duckdb
 
     path = path or cache_path()
     if read_only and not path.exists():
         raise AdvisorError(f"no cache at {path} yet", "run `advisor rank ...` first (or set ADVISOR_HOME)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    timeout = float(os.environ.get("ADVISOR_LOCK_TIMEOUT", "60"))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AdvisorError(f"cannot create the cache folder {path.parent}: {exc.strerror}",
+                           "set ADVISOR_HOME to a writable folder") from None
+    if _session_depth:
+        _hold_shared(path)
+    config = {}
+    if sandbox:
+        config = {"enable_external_access": False, "autoinstall_known_extensions": False,
+                  "autoload_known_extensions": False, "lock_configuration": True}
+    timeout = _lock_timeout()
     deadline = time.monotonic() + timeout
     warned = False
     while True:
         try:
-            con = duckdb.connect(str(path), read_only=read_only)
+            con = duckdb.connect(str(path), read_only=read_only, config=config)
             break
-        except duckdb.IOException as exc:
-            if "lock" not in str(exc).lower():
-                raise AdvisorError(f"cannot open cache {path}: {str(exc).splitlines()[0]}", "move the file away or set ADVISOR_HOME to a new folder") from None
+        except duckdb.Error as exc:
+            if "lock" not in str(exc).lower() or not isinstance(exc, duckdb.IOException):
+                known = cache_error(exc, path)
+                if known is not None:
+                    raise known from None
+                raise AdvisorError(f"cannot open cache {path}: {_first_line(exc)}",
+                                   f"move it aside (mv {path} {path}.damaged) or set ADVISOR_HOME to a new folder") from None
             if time.monotonic() >= deadline:
                 raise AdvisorError(
                     f"the cache {path} is locked by another advisor process{_lock_holder(str(exc))}",
@@ -143,6 +381,11 @@ def connect(read_only: bool = False, path: Path | None = None):
         if not read_only:
             migrate(con)
         yield con
+    except (duckdb.Error, OSError) as exc:
+        known = cache_error(exc, path)
+        if known is None:
+            raise
+        raise known from None
     finally:
         con.close()
 
@@ -171,9 +414,12 @@ def transaction(read_only: bool = False):
         try:
             yield con
         except BaseException:
-            con.execute("ROLLBACK")
+            try:
+                con.execute("ROLLBACK")
+            except Exception:  # noqa: BLE001 - a failed write may already have aborted it; the original error matters
+                pass
             raise
-        con.execute("COMMIT")
+        con.execute("COMMIT")  # a failed commit (disk full) rolls back by itself
 
 
 # ---------------------------------------------------------------- arrays as blobs
@@ -206,11 +452,21 @@ def stats() -> dict:
 
 
 def clear() -> Path:
-    """Delete the cache file (and its write-ahead log); refuses while another process holds it."""
+    """Delete the cache file (and its write-ahead log). Waits (up to ADVISOR_LOCK_TIMEOUT) for running
+    commands that use the cache, then fails naming one; a damaged cache is deleted too."""
+    import duckdb
+
     path = cache_path()
-    with connect(path=path):  # takes the lock: no one else is writing
-        pass
-    for p in (path, path.with_name(path.name + ".wal")):
-        if p.exists():
-            p.unlink()
+    with _exclusive(path):
+        if path.exists():
+            try:  # DuckDB's own lock too (e.g. a process of an older advisor that holds no session lock)
+                duckdb.connect(str(path)).close()
+            except duckdb.Error as exc:
+                if isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower():
+                    raise AdvisorError(f"the cache {path} is locked by another advisor process{_lock_holder(str(exc))}",
+                                       "wait for it to finish, then rerun; nothing was deleted") from None
+                # any other error: the file is damaged, which is a reason to delete it
+        for p in (path, path.with_name(path.name + ".wal")):
+            if p.exists():
+                p.unlink()
     return path

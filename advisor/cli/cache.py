@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import sys
+
 import typer
 from rich.table import Table
 
@@ -31,38 +34,64 @@ def stats(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) 
 
 @cache_app.command(epilog="Example: advisor cache clear --yes")
 def clear(yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation.")) -> None:
-    """Delete the cache file (features, scores and runs)."""
+    """Delete the cache file (features, scores and runs). Waits for running commands that use it."""
     from advisor import cache
 
     path = cache.cache_path()
     if not path.exists():
         out.print(f"no cache at {path}")
         return
-    if not yes and not typer.confirm(f"delete {path}?"):
-        raise typer.Abort()
+    if not yes and not _confirm(f"delete {path}? [y/N]: "):
+        print(f"nothing was deleted: {path} is kept (answer y, or pass --yes)", file=sys.stderr)
+        raise typer.Exit(1)
     cache.clear()
     out.print(f"deleted {path}")
 
 
+def _confirm(question: str) -> bool:
+    """y/N (the question on stdout, like click's prompts; stderr keeps the one-line outcome). No answer
+    (end of input) is a no; Ctrl-C is an interrupt (exit 130, nothing deleted)."""
+    print(question, end="", flush=True)
+    try:
+        answer = sys.stdin.readline()
+    except (OSError, ValueError):  # no usable stdin
+        answer = ""
+    if not answer.endswith("\n"):
+        print()
+    return answer.strip().lower() in ("y", "yes")
+
+
 @cache_app.command(epilog="""Example: advisor cache sql "SELECT model_id, arch, weights_from FROM models" """)
 def sql(
-    query: str = typer.Argument(..., help="A SQL query, run on a read-only connection."),
+    query: str = typer.Argument(..., help="A SQL query, run on a read-only connection that cannot touch any other file."),
     as_json: bool = typer.Option(False, "--json", help="Print rows as JSON."),
 ) -> None:
-    """Run a read-only SQL query against the cache (tables: probes, models, extractions, features, scores, runs)."""
+    """Run a read-only SQL query against the cache (tables: probes, models, extractions, features, scores, runs).
+
+    The connection is read-only and sandboxed: no COPY ... TO, EXPORT DATABASE, ATTACH, extensions,
+    or reading files (read_csv('/etc/passwd')); the configuration is locked so the query cannot undo it."""
     import duckdb
 
     from advisor import cache
 
-    with cache.connect(read_only=True) as con:
+    hint = "`cache sql` reads the cache's tables only (read-only, no other files); tables: " + ", ".join(cache.TABLES)
+    if not _has_statement(query):
+        raise AdvisorError("the query is empty", 'pass a SQL statement, e.g. advisor cache sql "SELECT * FROM runs"')
+    with cache.connect(read_only=True, sandbox=True) as con:
         try:
             cur = con.execute(query)
+            cols = [d[0] for d in cur.description] if cur is not None and cur.description is not None else None
+            rows = cur.fetchall() if cols is not None else []
         except duckdb.Error as exc:
-            raise AdvisorError(f"query failed: {str(exc).splitlines()[0]}", "the cache is read-only here; tables: " + ", ".join(cache.TABLES)) from None
-        if cur.description is None:
-            return
-        cols = [d[0] for d in cur.description]
-        rows = cur.fetchall()
+            known = cache.cache_error(exc)
+            if known is not None:
+                raise known from None
+            first = " ".join(str(exc).split("\n")[0].split())
+            if isinstance(exc, duckdb.PermissionException) or "locked" in first:
+                raise AdvisorError(f"refused: {first}", hint) from None
+            raise AdvisorError(f"query failed: {first}", hint) from None
+    if cols is None:
+        return
     if as_json:
         print_json([dict(zip(cols, r)) for r in rows])
         return
@@ -72,3 +101,10 @@ def sql(
     for r in rows:
         t.add_row(*[f"<{len(v)} bytes>" if isinstance(v, (bytes, bytearray)) else fmt(v) for v in r])
     out.print(t)
+
+
+def _has_statement(query: str) -> bool:
+    """False for text that is only whitespace, semicolons and SQL comments."""
+    text = re.sub(r"--[^\n]*", " ", query)
+    text = re.sub(r"/\*.*?\*/", " ", text, flags=re.S)
+    return bool(text.replace(";", " ").strip())
