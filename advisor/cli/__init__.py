@@ -3,12 +3,23 @@
 measure), ``domain.py`` (seed 000's domain forecast), ``bench.py`` (estimators vs ground truth),
 ``plugins.py`` (what is installed), ``cache.py`` (the DuckDB cache).
 
-Errors become one line on stderr and exit code 2 here, at the edge, and nowhere else.
+Every outcome is decided here, at the edge, and nowhere else (``main``):
+
+- a result: exit 0;
+- a problem the user can fix (``AdvisorError``, a usage error, a full disk, a missing or unwritable
+  path, memory exhausted): one line on stderr saying what and how to fix it, exit 2;
+- Ctrl-C (SIGINT): one line, exit 130; finished units of work stay cached and a rerun resumes;
+- anything else is a bug: one line ``internal error: ...`` and exit 1, or the traceback with
+  ``--debug`` / ``ADVISOR_DEBUG=1`` (still exit 1).
 """
 
 from __future__ import annotations
 
+import errno
+import os
+import signal
 import sys
+import traceback
 
 import click
 import typer
@@ -24,13 +35,25 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 
-from advisor.cli import bench as _bench  # noqa: F401
-from advisor.cli import cache as _cache
-from advisor.cli import domain as _domain
-from advisor.cli import layers as _layers  # noqa: F401
-from advisor.cli import plugins as _plugins  # noqa: F401
-from advisor.cli import rank as _rank  # noqa: F401
-from advisor.cli import validate as _validate  # noqa: F401
+_state = {"debug": False}
+
+
+@app.callback()
+def _global_options(
+    debug: bool = typer.Option(False, "--debug", help="On an unexpected error show the Python traceback (also ADVISOR_DEBUG=1; accepted anywhere on the line)."),
+) -> None:
+    if debug:
+        _state["debug"] = True
+
+
+from advisor.cli import bench as _bench  # noqa: E402,F401
+from advisor.cli import cache as _cache  # noqa: E402
+from advisor.cli import domain as _domain  # noqa: E402
+from advisor.cli import layers as _layers  # noqa: E402,F401
+from advisor.cli import plugins as _plugins  # noqa: E402,F401
+from advisor.cli import rank as _rank  # noqa: E402,F401
+from advisor.cli import validate as _validate  # noqa: E402,F401
+from advisor.cli.options import check_params  # noqa: E402
 
 app.add_typer(_cache.cache_app, name="cache")
 app.add_typer(_domain.domain_app, name="domain")
@@ -43,23 +66,130 @@ try:
     _clicks.append(_typer_click)
 except ImportError:  # older Typer raises click's own
     pass
-_EXIT = (click.exceptions.Exit, typer.Exit)
-_USAGE = tuple(c.exceptions.ClickException for c in _clicks)
-_ABORT = (click.exceptions.Abort, typer.Abort, KeyboardInterrupt)
+
+
+def _exceptions(name: str) -> set:
+    return {getattr(c.exceptions, name) for c in _clicks if hasattr(c.exceptions, name)}
+
+
+_EXIT = tuple(_exceptions("Exit") | {typer.Exit})
+_HELP = tuple(_exceptions("NoArgsIsHelpError"))
+_USAGE = tuple(_exceptions("ClickException"))
+_ABORT = tuple(_exceptions("Abort") | {typer.Abort, KeyboardInterrupt})
+
+INTERRUPTED = "interrupted: finished units of work are cached; rerun to resume"
+
+
+def _debug_from_env() -> bool:
+    return os.environ.get("ADVISOR_DEBUG", "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+def _split_debug(argv: list[str]) -> list[str]:
+    """``--debug`` is a global option but is accepted anywhere before a ``--`` separator."""
+    if "--" in argv:
+        cut = argv.index("--")
+        head, tail = argv[:cut], argv[cut:]
+    else:
+        head, tail = argv, []
+    if "--debug" in head:
+        _state["debug"] = True
+        head = [a for a in head if a != "--debug"]
+    return head + tail
+
+
+def _invoke(argv: list[str]) -> None:
+    # Typer's own runner (Typer.__call__ -> _main) turns KeyboardInterrupt into Exit(130) and, with
+    # standalone_mode=False, *returns* that code instead of raising it: the caller saw a normal return
+    # and Ctrl-C exited 0 with no message. Run the click command ourselves so every exception,
+    # KeyboardInterrupt included, reaches main() as itself.
+    command = typer.main.get_command(app)
+    check_params(command)
+    with command.make_context("advisor", argv) as ctx:
+        command.invoke(ctx)
+
+
+def _usage_line(exc) -> str:
+    message = " ".join(str(exc.format_message()).split())
+    ctx = getattr(exc, "ctx", None)
+    where = ctx.command_path if ctx is not None else "advisor"
+    return f"error: {message} — see `{where} --help`"
+
+
+def _environment_error(exc: BaseException) -> str | None:
+    """One line for a failure of the machine rather than of advisor: disk full, permissions, memory."""
+    if isinstance(exc, MemoryError) or type(exc).__name__ in ("OutOfMemoryError", "OutOfMemoryException"):
+        return ("error: out of memory — lower --batch-size, --max-images or --img-size "
+                "(or ADVISOR_THREADS), or free memory, then rerun: finished units are cached")
+    if isinstance(exc, OSError) and not isinstance(exc, BrokenPipeError):
+        where = f": {exc.filename}" if exc.filename else ""
+        if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
+            return f"error: no space left on device{where} — free some space (or write elsewhere), then rerun"
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            return f"error: {exc.strerror}{where} — check the path's permissions, or write elsewhere"
+        if exc.filename and exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG, errno.ELOOP):
+            return f"error: {exc.strerror}{where} — check the path"
+    return None
+
+
+def _is_interrupt(exc: BaseException) -> bool:
+    if isinstance(exc, _ABORT):
+        return True
+    duckdb = sys.modules.get("duckdb")
+    return duckdb is not None and isinstance(exc, getattr(duckdb, "InterruptException", ()))
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point: run the app, turning known errors into one-line messages."""
+    """Console-script entry point: run the app; see the module docstring for the outcomes."""
+    from advisor import cache
+
+    # A shell that starts a background job without job control (`advisor rank ... &` in a script)
+    # sets SIGINT to "ignore", and Python keeps it: `kill -INT` then did nothing and the run went on
+    # to exit 0. An interrupt is always an interrupt here.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    _state["debug"] = _debug_from_env()
+    argv = _split_debug(list(sys.argv[1:] if argv is None else argv))
     try:
-        app(args=argv, prog_name="advisor", standalone_mode=False)
+        with cache.session():  # the cache is in use until the command ends: `cache clear` waits for it
+            _invoke(argv)
+    except SystemExit:
+        raise
     except AdvisorError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     except _EXIT as exc:
         sys.exit(exc.exit_code)
-    except _USAGE as exc:
+    except _HELP as exc:  # `advisor` / `advisor cache` with nothing after it: the help, exit 2
         exc.show()
-        sys.exit(exc.exit_code)
-    except _ABORT:
-        print("interrupted: finished units of work are cached; rerun to resume", file=sys.stderr)
-        sys.exit(130)
+        sys.exit(2)
+    except _USAGE as exc:
+        print(_usage_line(exc), file=sys.stderr)
+        sys.exit(2)
+    except BrokenPipeError:  # `advisor ... | head`: the reader left; say nothing
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        sys.exit(1)
+    except BaseException as exc:  # noqa: BLE001 - the edge: everything else is classified here
+        if _is_interrupt(exc):
+            print(INTERRUPTED, file=sys.stderr)
+            sys.exit(130)
+        duckdb = sys.modules.get("duckdb")
+        known = cache.cache_error(exc) if duckdb is not None and isinstance(exc, duckdb.Error) else None
+        line = f"error: {known}" if known is not None else _environment_error(exc)
+        if _state["debug"]:
+            traceback.print_exc()
+        if line is not None:
+            print(line, file=sys.stderr)
+            sys.exit(2)
+        if not isinstance(exc, Exception):  # GeneratorExit and friends: not ours to swallow
+            raise
+        if not _state["debug"]:
+            detail = " ".join(str(exc).split())
+            if len(detail) > 300:
+                detail = detail[:300] + "..."
+            print(f"internal error: {type(exc).__name__}: {detail or '(no message)'} — "
+                  "rerun with --debug for the traceback and report it", file=sys.stderr)
+        sys.exit(1)

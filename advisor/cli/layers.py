@@ -39,8 +39,8 @@ def layers(
     plot: Optional[Path] = typer.Option(None, help="Write the profiles with the pick marked to this PNG."),
     as_json: bool = typer.Option(False, "--json", help="Print the profile as JSON on stdout."),
     validate: bool = typer.Option(False, "--validate", help="Also measure the defrosting profile (short fine-tunes, `advisor validate`) and show it alongside."),
-    epochs: int = typer.Option(10, help="--validate: training epochs per run."),
-    repeats: int = typer.Option(1, help="--validate: seeds per cut."),
+    epochs: int = typer.Option(10, min=1, help="--validate: training epochs per run."),
+    repeats: int = typer.Option(1, min=1, help="--validate: seeds per cut."),
     show_domain: bool = typer.Option(False, "--domain", help="Also print seed 000's domain forecast for the model's pre-training domain (`advisor domain` has the details)."),
 ) -> None:
     """Score every cut of MODEL on PROBE and recommend the cut to freeze up to."""
@@ -66,9 +66,6 @@ def layers(
         from advisor.cli.domain import forecast_lines
 
         lines = forecast_lines(probe, [model], split=split, max_images=max_images, seed=seed)
-    if plot is not None:
-        draw(profile, str(plot), measured)
-        err.print(f"[dim]plot written to {plot}[/dim]")
     if as_json:
         data = profile.to_json()
         if measured is not None:
@@ -76,6 +73,7 @@ def layers(
         if show_domain:
             data["domain"] = lines[0][1] if lines else None
         print_json(data)
+        _write_plot(draw, profile, plot, measured)
         return
     p = profile.result.probe
     t = Table(title=f"{model} on {p.source}: {p.summary()}, reference: {profile.result.reference}", title_justify="left")
@@ -110,3 +108,12 @@ def layers(
         errs = sorted({e for e in profile.errors[est] if e})
         if errs:
             err.print(f"[yellow]{est}:[/yellow] {errs[0]}")
+    _write_plot(draw, profile, plot, measured)
+
+
+def _write_plot(draw, profile, plot: Optional[Path], measured) -> None:
+    """Last, after the results are printed: a failure here (disk full) cannot lose them. The path was
+    checked before the work (options.check_params)."""
+    if plot is not None:
+        draw(profile, str(plot), measured)
+        err.print(f"[dim]plot written to {plot}[/dim]")

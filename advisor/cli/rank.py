@@ -15,6 +15,7 @@ from rich.table import Table
 from advisor.cli import app
 from advisor.cli import options as opt
 from advisor.cli.output import err, fmt, out, print_csv, print_json
+from advisor.errors import AdvisorError
 
 EXAMPLE = """
 Example (offline, weights mirrored in a folder):
@@ -77,6 +78,10 @@ def rank(
 ) -> None:
     """Rank candidate models (and the best cut of each) by transferability to PROBE."""
     from advisor.ranking import rank as run_rank
+
+    if as_json and as_csv:
+        raise AdvisorError("--json and --csv cannot be combined (both print the rows on stdout)",
+                           "pass one of them: --json for JSON, --csv for CSV")
 
     bar, callbacks = _progress_callbacks()
     try:
