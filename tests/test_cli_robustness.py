@@ -280,6 +280,12 @@ def test_environment_failures_are_one_line_exit_2(run_cli, image_folder, monkeyp
     assert words in line
 
 
+@pytest.mark.parametrize("value", ["abc", "0", "-1", "1.5"])
+def test_bad_thread_setting_is_one_line(run_cli, image_folder, monkeypatch, value):
+    monkeypatch.setenv("ADVISOR_THREADS", value)
+    assert "ADVISOR_THREADS" in assert_usage_error(run_cli("rank", str(image_folder)))
+
+
 def test_usage_errors_are_one_line(run_cli):
     for argv in (["rank"], ["rank", "x", "--nope"], ["nope"], ["cache", "nope"], ["layers", "m"], ["rank", "x", "--seed"]):
         line = assert_usage_error(run_cli(*argv))

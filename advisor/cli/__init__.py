@@ -97,11 +97,19 @@ def _split_debug(argv: list[str]) -> list[str]:
     return head + tail
 
 
+def _check_environment() -> None:
+    """Settings read from the environment deep inside the work: a bad value is a one-line error up front."""
+    threads = os.environ.get("ADVISOR_THREADS", "").strip()
+    if threads and not (threads.isdigit() and int(threads) >= 1):
+        raise AdvisorError(f"ADVISOR_THREADS={threads!r} is not a positive whole number", "set it to e.g. 1 or 2, or unset it")
+
+
 def _invoke(argv: list[str]) -> None:
     # Typer's own runner (Typer.__call__ -> _main) turns KeyboardInterrupt into Exit(130) and, with
     # standalone_mode=False, *returns* that code instead of raising it: the caller saw a normal return
     # and Ctrl-C exited 0 with no message. Run the click command ourselves so every exception,
     # KeyboardInterrupt included, reaches main() as itself.
+    _check_environment()
     command = typer.main.get_command(app)
     check_params(command)
     with command.make_context("advisor", argv) as ctx:
