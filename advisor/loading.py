@@ -117,11 +117,25 @@ def _fit_state_dict(model, sd: dict) -> dict:
     return sd
 
 
+def _resample_pos_embed(model, sd: dict, target: dict) -> dict:
+    """Absolute position embeddings trained for another grid, resampled to the model's (timm's
+    ``resample_abs_pos_embed``, as its own loader does for pretrained ViTs built with ``img_size``)."""
+    key = "pos_embed"
+    grid = getattr(getattr(model, "patch_embed", None), "grid_size", None)
+    if key not in sd or key not in target or grid is None or sd[key].ndim != 3 or tuple(sd[key].shape) == tuple(target[key].shape):
+        return sd
+    from timm.layers import resample_abs_pos_embed
+
+    prefix = 0 if getattr(model, "no_embed_class", False) else int(getattr(model, "num_prefix_tokens", 1))
+    return {**sd, key: resample_abs_pos_embed(sd[key], new_size=list(grid), num_prefix_tokens=prefix)}
+
+
 def _load_weights(model, sd: dict, resolved: Resolved) -> None:
     target = model.state_dict()
     if resolved.remap_keys:
         sd = _remap_by_position(sd, target, resolved.weights)
     sd = _fit_state_dict(model, sd)
+    sd = _resample_pos_embed(model, sd, target)
     # BatchNorm counters are bookkeeping, absent from many exported checkpoints
     for k, v in target.items():
         if k.endswith("num_batches_tracked") and k not in sd:
@@ -147,11 +161,52 @@ def _load_weights(model, sd: dict, resolved: Resolved) -> None:
 
 
 def build_model(resolved: Resolved, img_size: int | None = None) -> LoadedModel:
-    """Create the timm module, load its weights and work out its preprocessing."""
+    """Create the timm module, load its weights and work out its preprocessing.
+
+    ``img_size`` sets the input size. A model with a fixed input size (``fixed_input_size``, e.g. a
+    ViT, whose position embeddings are sized for one grid) is rebuilt at that size as timm allows:
+    ``create_model(..., img_size=N)``, its position embeddings resampled (timm's loader for hub
+    weights, :func:`_load_weights` for files), and checked with a one-image forward pass; one that
+    cannot be (a flattened head, LeViT's attention biases) is refused with the reason."""
+    register_plugin_architectures()
+    model = _create(resolved)
+    native = native_data_config(model, resolved)
+    chans, h, w = native["input_size"]
+    if img_size is not None and native.get("fixed_input_size") and (h, w) != (img_size, img_size):
+        model = _rebuilt_at(resolved, native, img_size)
+        return LoadedModel(resolved=resolved, module=model, data_config={**native, "input_size": (chans, img_size, img_size)},
+                           native_config=native)
+    return LoadedModel(resolved=resolved, module=model, data_config=with_img_size(native, img_size, resolved.ref.raw),
+                       native_config=native)
+
+
+def _rebuilt_at(resolved: Resolved, native: dict, img_size: int):
+    """The fixed-size model rebuilt for ``img_size`` px input, or an :class:`AdvisorError` saying why not."""
+    import torch
+
+    from advisor.features import forward_all_cuts
+
+    chans, h, w = native["input_size"]
+    what = f"model '{resolved.ref.raw}' takes only {h}x{w} px input, and rebuilding it at --img-size {img_size} failed"
+    hint = "drop --img-size, or rank that model in a separate run without it"
+    try:
+        model = _create(resolved, {"img_size": img_size})
+        with torch.inference_mode():
+            forward_all_cuts(model, torch.zeros(1, chans, img_size, img_size))
+    except AdvisorError as exc:
+        raise AdvisorError(f"{what}: {exc.message}", hint) from None
+    except Exception as exc:  # the architecture's own refusal: report it, this model only
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise AdvisorError(f"{what} ({type(exc).__name__}: {first})", hint) from None
+    return model
+
+
+def _create(resolved: Resolved, extra: dict | None = None):
+    """The timm module with its weights loaded, in eval mode; ``extra`` kwargs override the id's."""
     import timm
 
-    register_plugin_architectures()
     kwargs = dict(resolved.kwargs)
+    kwargs.update(extra or {})
     if resolved.pretrained_cfg:
         kwargs["pretrained_cfg"] = resolved.pretrained_cfg
     if resolved.timm_pretrained:
@@ -175,10 +230,7 @@ def build_model(resolved: Resolved, img_size: int | None = None) -> LoadedModel:
         raise AdvisorError(f"architecture '{resolved.arch}' rejected its arguments: {exc}", "check the kwargs in the model id") from None
     if resolved.weights is not None and not resolved.timm_pretrained:
         _load_weights(model, read_state_dict(resolved.weights), resolved)
-    model.eval()
-    native = native_data_config(model, resolved)
-    return LoadedModel(resolved=resolved, module=model, data_config=with_img_size(native, img_size, resolved.ref.raw),
-                       native_config=native)
+    return model.eval()
 
 
 def native_data_config(model, resolved: Resolved) -> dict:
@@ -205,6 +257,13 @@ def native_data_config(model, resolved: Resolved) -> dict:
         v = tuple(cfg[k])
         if len(v) != cfg["input_size"][0]:  # e.g. ImageNet's 3-channel mean for an in_chans=1 model
             cfg[k] = (sum(v) / len(v),) * cfg["input_size"][0] if len(v) > 1 else v * cfg["input_size"][0]
+    # Built with img_size=N (a kwarg of the id, or a rebuild for --img-size): that is its input size,
+    # whatever its pretrained cfg says (timm does not update it).
+    size = resolved.kwargs.get("img_size", getattr(getattr(model, "patch_embed", None), "img_size", None))
+    size = (size, size) if isinstance(size, int) else size
+    if isinstance(size, (tuple, list)) and len(size) == 2 and tuple(size) != tuple(cfg["input_size"][1:]) \
+            and not getattr(getattr(model, "patch_embed", None), "dynamic_img_size", False):
+        cfg["input_size"] = (cfg["input_size"][0], *map(int, size))
     if pcfg.get("fixed_input_size"):
         cfg["fixed_input_size"] = True
     return cfg

@@ -23,7 +23,7 @@ from advisor import cache
 from advisor.errors import AdvisorError
 from advisor.estimators import Estimator, get_estimator, safe_score
 from advisor.features import PRE_LOGITS, preproc_hash
-from advisor.models import ResolveContext, Resolved, default_models, resolve_model, with_img_size
+from advisor.models import ResolveContext, Resolved, default_models, resolve_model
 from advisor.probe import DECODE_SIDE, Probe, decode_all, load_probe
 
 DEFAULT_ESTIMATORS = ("logme", "knn")
@@ -61,6 +61,39 @@ class RankResult:
     probe: Probe
     models: list[ModelFeatures] = field(repr=False, default_factory=list)
     reference: str | None = None
+    failed: dict[str, str] = field(default_factory=dict)  # model id -> why it was not ranked
+
+
+class ModelFailed(AdvisorError):
+    """One model could not be resolved, built or run on the probe (missing weights, an architecture
+    that rejects --img-size, a crash in its forward pass). In a ranking of several candidates it is
+    that model's rows' error and the run goes on; errors of the probe or the cache still stop it."""
+
+
+def _model_step(model_id: str, fn, *args, **kwargs):
+    """``fn(*args, **kwargs)``, with any failure turned into :class:`ModelFailed` for ``model_id``
+    (``--debug`` / ``ADVISOR_DEBUG=1`` let unexpected exceptions through, for their traceback)."""
+    try:
+        return fn(*args, **kwargs)
+    except ModelFailed:
+        raise
+    except AdvisorError as exc:
+        raise ModelFailed(exc.message, exc.hint) from exc
+    except Exception as exc:
+        cli_debug = getattr(sys.modules.get("advisor.cli"), "_state", {}).get("debug")
+        if cli_debug or os.environ.get("ADVISOR_DEBUG", "").strip().lower() not in ("", "0", "false", "no", "off"):
+            raise
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise ModelFailed(f"model '{model_id}' failed: {type(exc).__name__}: {first}" if first else
+                          f"model '{model_id}' failed: {type(exc).__name__}") from exc
+
+
+def _sized(data_config: dict, img_size: int | None) -> dict:
+    """The preprocessing a model gets at ``--img-size`` (fixed-size models are rebuilt at that size
+    by :func:`advisor.loading.build_model`, or refused there)."""
+    if img_size is None:
+        return data_config
+    return {**data_config, "input_size": (data_config["input_size"][0], img_size, img_size)}
 
 
 def _set_threads() -> None:
@@ -181,14 +214,14 @@ def model_features(
 
     ``resolved``/``build(probe, images) -> LoadedModel`` replace resolving the id and loading its
     weights (the scratch reference trains its network instead)."""
-    resolved = resolved or resolve_model(model_id, ctx)
+    resolved = resolved or _model_step(model_id, resolve_model, model_id, ctx)
     fp = resolved.fingerprint
     if cache.cache_path().exists() and _Validated.done(probe):
         with cache.connect(read_only=True) as con:
             meta = _cached_model(con, fp)
             if meta is not None:
                 data_config, cuts, _ = meta
-                ph = preproc_hash(with_img_size(data_config, img_size, model_id))
+                ph = preproc_hash(_sized(data_config, img_size))
                 done = con.execute(
                     "SELECT seconds FROM extractions WHERE model_fp = ? AND probe_hash = ? AND preproc_hash = ? AND n_images = ?",
                     [fp, probe.hash, ph, len(probe)],
@@ -203,10 +236,10 @@ def model_features(
 
     _set_threads()
     probe, images = decoded.get(probe)
-    loaded = build(probe, images) if build else build_model(resolved, img_size=img_size)
-    cuts = cut_names(loaded.module)
+    loaded = _model_step(model_id, build, probe, images) if build else _model_step(model_id, build_model, resolved, img_size=img_size)
+    cuts = _model_step(model_id, cut_names, loaded.module)
     progress.start_model(model_id, len(probe))
-    ex = extract(loaded, probe, batch_size=batch_size, images=images, progress=progress.advance)
+    ex = _model_step(model_id, extract, loaded, probe, batch_size=batch_size, images=images, progress=progress.advance)
     ph = preproc_hash(loaded.data_config)
     with cache.transaction() as con:
         con.execute(
@@ -291,11 +324,11 @@ def model_attributions(mf: ModelFeatures, probe: Probe, decoded: "_Decoded", *, 
 
     _set_threads()
     probe, images = decoded.get(probe)
-    loaded = mf.build(probe, images) if mf.build else build_model(mf.resolved, img_size=img_size)
+    loaded = _model_step(mf.model_id, mf.build, probe, images) if mf.build else _model_step(mf.model_id, build_model, mf.resolved, img_size=img_size)
     progress.start_model(f"{mf.model_id} (attributions)", len(probe))
     t0 = time.perf_counter()
     batches = probe_batches(loaded, probe, batch_size=batch_size, images=images)
-    attrs = probe_attributions(loaded.module, _counting(batches, progress.advance), grid=ATTRIBUTION_GRID)
+    attrs = _model_step(mf.model_id, probe_attributions, loaded.module, _counting(batches, progress.advance), grid=ATTRIBUTION_GRID)
     seconds = time.perf_counter() - t0
     with cache.transaction() as con:
         con.execute("DELETE FROM features WHERE model_fp = ? AND probe_hash = ? AND preproc_hash = ? AND kind = 'attributions'", key[:3])
@@ -327,9 +360,12 @@ def _counting(batches, advance):
         advance(len(batch))
 
 
-def best_rows(cut_scores: list[dict], estimators: list[Estimator], models: list[ModelFeatures], probe: Probe) -> list[dict]:
-    """One row per (model, estimator): the best cut, its score and the model's rank."""
+def best_rows(cut_scores: list[dict], estimators: list[Estimator], models: list[ModelFeatures], probe: Probe,
+              failed: dict[str, str] | None = None) -> list[dict]:
+    """One row per (model, estimator): the best cut, its score and the model's rank. A model in
+    ``failed`` (id -> reason) gets rows with no score, ``error`` and ``model_error`` the reason."""
     rows = []
+    failed = failed or {}
     for est in estimators:
         sign = 1.0 if est.higher_is_better else -1.0
         per_model = []
@@ -354,6 +390,14 @@ def best_rows(cut_scores: list[dict], estimators: list[Estimator], models: list[
                 "score_seconds": round(sum(r["seconds"] for r in mine), 4),
                 "cached": mf.from_cache,
                 "n_images": len(probe),
+                "model_error": None,
+            })
+        for model_id, reason in failed.items():
+            per_model.append({
+                "model": model_id, "estimator": est.name, "cut": None, "score": None, "rank": None,
+                "higher_is_better": est.higher_is_better, "final_cut_score": None, "cut_scores": {},
+                "error": reason, "pretrain": "", "weights_from": "", "extract_seconds": None, "score_seconds": None,
+                "cached": False, "n_images": len(probe), "model_error": reason,
             })
         ranked = sorted((r for r in per_model if r["score"] is not None), key=lambda r: -sign * r["score"])
         for i, r in enumerate(ranked, start=1):
@@ -399,9 +443,21 @@ def rank(
         raise AdvisorError(f"weights dir '{ctx.weights_dir}' is not a folder", "pass a folder of weight files to --weights-dir")
     probe = prepare_probe(probe, split=split, max_images=max_images, seed=seed)
     ref_kind, ref_model, ref_cut = parse_reference(reference, probe)
-    # Resolve every id before any work so a typo fails fast and nothing is written.
-    for model_id in dict.fromkeys(models + ([ref_model] if ref_model else [])):
-        resolve_model(model_id, ctx)
+    # Resolve every id before any work: the reference must resolve, and so must at least one candidate
+    # (else nothing is written). A candidate that does not resolve is not ranked; the others are.
+    models = list(dict.fromkeys(models))
+    if ref_model:
+        resolve_model(ref_model, ctx)
+    failed: dict[str, str] = {}
+    last_error: AdvisorError | None = None
+    for model_id in models:
+        try:
+            _model_step(model_id, resolve_model, model_id, ctx)
+        except ModelFailed as exc:
+            failed[model_id] = str(exc)
+            last_error = exc
+    if len(failed) == len(models):
+        raise _none_ranked(models, failed, last_error)
     decoded = _Decoded(progress, img_size)
     if not _Validated.done(probe):  # decode (skipping unreadable images) and check the minimum before anything is written
         probe, _ = decoded.get(probe)
@@ -428,16 +484,26 @@ def rank(
             ref = model_reference(ref_model, ref_cut, rmf.resolved.fingerprint, rmf.features, rmf.cuts, rattr)
             if ref_kind == "scratch":
                 ref.label = f"scratch ({rmf.resolved.pretrain})"
-        for model_id in dict.fromkeys(models):
-            mf, probe = model_features(model_id, probe, decoded, ctx=ctx, **opts)
-            if ref_kind == "labels" and ref is None:
-                ref = label_reference(probe)  # after the first model: unreadable images are dropped by then
-            attrs = model_attributions(mf, probe, decoded, **opts) if "attributions" in needs else None
+        for model_id in models:
+            if model_id in failed:
+                continue
+            try:  # one model failing (weights, architecture, forward pass) loses only its own rows
+                mf, probe = model_features(model_id, probe, decoded, ctx=ctx, **opts)
+                if ref_kind == "labels" and ref is None:
+                    ref = label_reference(probe)  # after the first model: unreadable images are dropped by then
+                attrs = model_attributions(mf, probe, decoded, **opts) if "attributions" in needs else None
+            except ModelFailed as exc:
+                failed[model_id] = str(exc)
+                last_error = exc
+                continue
             inputs = {"logits": mf.logits, "reference": None if ref is None else ref.features,
                       "reference_attributions": None if ref is None else ref.attributions, "attributions": attrs}
             feats.append(mf)
             cut_scores += score_model(mf, probe, ests, inputs, "" if ref is None else ref.key)
-        rows = best_rows(cut_scores, ests, feats, probe)
+        if not feats:
+            raise _none_ranked(models, failed, last_error)
+        failed = {m: failed[m] for m in models if m in failed}
+        rows = best_rows(cut_scores, ests, feats, probe, failed)
     except BaseException as exc:
         with cache.transaction() as con:
             con.execute("UPDATE runs SET status = ?, finished_at = current_timestamp WHERE run_id = ?", [f"failed: {type(exc).__name__}", run_id])
@@ -445,4 +511,15 @@ def rank(
     with cache.transaction() as con:
         con.execute("UPDATE runs SET status = 'done', result = ?, finished_at = current_timestamp WHERE run_id = ?",
                     [cache.dumps([{k: v for k, v in r.items() if k != "cut_scores"} for r in rows]), run_id])
-    return RankResult(rows=rows, cut_scores=cut_scores, probe=probe, models=feats, reference=None if ref is None else ref.label)
+    for model_id, reason in failed.items():  # one line each, after the work (stdout keeps the rows)
+        progress.warn(f"not ranked: {model_id}: {reason}")
+    return RankResult(rows=rows, cut_scores=cut_scores, probe=probe, models=feats, reference=None if ref is None else ref.label,
+                      failed=failed)
+
+
+def _none_ranked(models: list[str], failed: dict[str, str], last: AdvisorError) -> AdvisorError:
+    """No candidate could be ranked: one model's own error as it is, else one line naming each."""
+    if len(models) == 1:
+        return last
+    return AdvisorError(f"none of the {len(models)} models could be ranked: " + "; ".join(f"{m}: {failed[m]}" for m in models if m in failed),
+                        "fix or drop the models named above")

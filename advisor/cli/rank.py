@@ -50,14 +50,20 @@ def _progress_callbacks():
             bar.remove_task(state.pop("task"))
         err.print(f"[dim]{model_id}: {'features from cache' if cached else 'features extracted'}[/dim]")
 
-    def warn(msg):
-        err.print(f"[yellow]warning:[/yellow] {msg}")
+    def warn(msg):  # one line, however long, and the message's brackets are text, not markup
+        from rich.markup import escape
+
+        err.print(f"[yellow]warning:[/yellow] {escape(msg)}", soft_wrap=True)
 
     return bar, Callbacks(start_model=start_model, advance=advance, end_model=end_model, warn=warn)
 
 
 def _split_models(models: list[str]) -> list[str]:
-    return [m.strip() for group in models for m in group.split(",") if m.strip()]
+    """Comma-separated lists: at every comma, except inside a model id's ``?query`` before ``key=``
+    (see :func:`advisor.models.split_model_ids`)."""
+    from advisor.models import split_model_ids
+
+    return split_model_ids(models)
 
 
 @app.command(epilog=EXAMPLE)
@@ -135,9 +141,12 @@ def _print_table(result) -> None:
                 cells.append(fmt(r["score"]))
             else:
                 cells.append(f"{fmt(r['score'])} [dim]@{r['cut']}[/dim]")
-        cells.append(f"{first['extract_seconds']:.1f}" + (" [dim](cached)[/dim]" if first["cached"] else ""))
+        if first.get("model_error"):  # not ranked: the reason is one line on stderr (advisor.ranking)
+            cells.append("—")
+        else:
+            cells.append(f"{first['extract_seconds']:.1f}" + (" [dim](cached)[/dim]" if first["cached"] else ""))
         table.add_row(*cells)
     out.print(table)
     for r in rows:
-        if r["error"]:
+        if r["error"] and not r.get("model_error"):
             err.print(f"[yellow]{r['estimator']} on {r['model']}:[/yellow] {r['error']}")
