@@ -39,8 +39,8 @@ def layers(
     plot: Optional[Path] = typer.Option(None, help="Write the profiles with the pick marked to this PNG."),
     as_json: bool = typer.Option(False, "--json", help="Print the profile as JSON on stdout."),
     validate: bool = typer.Option(False, "--validate", help="Also measure the defrosting profile (short fine-tunes, `advisor validate`) and show it alongside."),
-    epochs: int = typer.Option(10, min=1, help="--validate: training epochs per run."),
-    repeats: int = typer.Option(1, min=1, help="--validate: seeds per cut."),
+    epochs: int = typer.Option(10, callback=opt.at_least(1, "--epochs 10"), help="--validate: training epochs per run."),
+    repeats: int = typer.Option(1, callback=opt.at_least(1, "--repeats 2"), help="--validate: seeds per cut."),
     show_domain: bool = typer.Option(False, "--domain", help="Also print seed 000's domain forecast for the model's pre-training domain (`advisor domain` has the details)."),
 ) -> None:
     """Score every cut of MODEL on PROBE and recommend the cut to freeze up to."""

@@ -32,14 +32,26 @@ def _img_size(value: Optional[int]) -> Optional[int]:
     return value
 
 
+def at_least(least: int, example: str):
+    """A callback refusing values below ``least`` while the command line is parsed (before any work),
+    in the words the library uses for the same check."""
+
+    def check(ctx: typer.Context, param: typer.CallbackParam, value):
+        if value is not None and value < least:
+            raise AdvisorError(f"{param.opts[0]} must be at least {least}, got {value}", f"e.g. {example}")
+        return value
+
+    return check
+
+
 Probe = Annotated[str, typer.Argument(help="Your images: folder, .csv, .npz or builtin:digits.")]
 Reference = Annotated[Optional[str], typer.Option(
     help="Target reference for cka/ii/depara: labels (default when labelled), scratch (a ResNet-20 trained on the probe) or model:<id>\\[@cut].")]
 Split = Annotated[str, typer.Option(help="Split folder / npz prefix to probe when the data has splits.")]
-MaxImages = Annotated[Optional[int], typer.Option(min=1, help="Subsample to at most this many images (stratified, seeded).")]
-Seed = Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Seed of the subsample (0 to 2**32-1).")]
+MaxImages = Annotated[Optional[int], typer.Option(help="Subsample to at most this many images (stratified, seeded).")]
+Seed = Annotated[int, typer.Option(help="Seed of the subsample (0 to 2**32-1).")]
 ImgSize = Annotated[Optional[int], typer.Option(callback=_img_size, help=f"Override the model's input size (pixels, {MIN_IMG_SIZE} to {MAX_IMG_SIZE}).")]
-BatchSize = Annotated[int, typer.Option(min=1, help="Images per forward pass.")]
+BatchSize = Annotated[int, typer.Option(help="Images per forward pass.")]
 WeightsDir = Annotated[Optional[Path], typer.Option(envvar="ADVISOR_WEIGHTS_DIR", help="Folder mirroring model weights (see README).")]
 
 

@@ -8,7 +8,6 @@ import typer
 from rich.table import Table
 
 from advisor.cli import app
-from advisor.cli.options import MAX_SEED
 from advisor.cli.output import err, fmt, out, print_json
 from advisor.cli.rank import _split_models as _split
 
@@ -27,16 +26,16 @@ Runs are cached: rerunning skips finished runs; Ctrl-C loses at most the run in 
 def validate(
     probe: str = typer.Argument(..., help="Your labelled images: folder (train/ + test/ splits used when present), .csv, .npz."),
     models: list[str] = typer.Option([], "--models", "-m", help="Models to validate (comma-separated or repeated)."),
-    top: int | None = typer.Option(None, min=1, help="Validate the best K models of the last `advisor rank` on this probe."),
+    top: int | None = typer.Option(None, help="Validate the best K models of the last `advisor rank` on this probe."),
     cuts: list[str] = typer.Option([], "--cuts", help="Cuts to validate (default: after the first down-sampling to pre_logits, as seed 002 suggests)."),
     protocol: str = typer.Option("defrost", help="defrost (seed 002: freeze up to the cut, re-initialise and train the rest) or finetune (seed 004)."),
-    epochs: int = typer.Option(10, min=1, help="Training epochs per run."),
+    epochs: int = typer.Option(10, help="Training epochs per run."),
     lr: float | None = typer.Option(None, help="Learning rate of the re-initialised layers (default: defrost 0.1, finetune 0.01)."),
     freeze: str | None = typer.Option(None, help="finetune: keep the layers up to this cut frozen."),
-    repeats: int = typer.Option(1, min=1, help="Runs per cut with seeds seed, seed+1, ... (mean ± std)."),
-    seed: int = typer.Option(0, min=0, max=MAX_SEED, help="First seed (split, initialisation, batch order)."),
-    max_images: int | None = typer.Option(None, min=1, help="Cap the training part at this many images (stratified, seeded)."),
-    batch_size: int = typer.Option(32, min=1, help="Training batch size."),
+    repeats: int = typer.Option(1, help="Runs per cut with seeds seed, seed+1, ... (mean ± std)."),
+    seed: int = typer.Option(0, help="First seed (split, initialisation, batch order)."),
+    max_images: int | None = typer.Option(None, help="Cap the training part at this many images (stratified, seeded)."),
+    batch_size: int = typer.Option(32, help="Training batch size."),
     estimator: list[str] = typer.Option([], "--estimator", "-e", help="Estimators to check against the measurements (default: rank's)."),
     weights_dir: Path | None = typer.Option(None, envvar="ADVISOR_WEIGHTS_DIR", help="Folder mirroring model weights."),
     device: str | None = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
