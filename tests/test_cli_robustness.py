@@ -139,6 +139,14 @@ def test_counts_must_be_positive(run_cli, image_folder, option, value):
     assert_usage_error(run_cli("rank", str(image_folder), option, value))
 
 
+@pytest.mark.parametrize("option", ["--epochs", "--repeats"])
+def test_layers_validate_counts_are_checked_before_the_layers_work(run_cli, image_folder, tiny_weights, advisor_home, option):
+    model = file_id(tiny_weights["test_resnet"], "test_resnet")
+    line = assert_usage_error(run_cli("layers", model, str(image_folder), "--validate", option, "0"))
+    assert f"{option} must be at least 1, got 0" in line
+    assert not (advisor_home / "advisor.duckdb").exists()
+
+
 def test_cache_sql_empty_query(run_cli, image_folder, tiny_weights):
     for query in ("", "   ", ";", " ; ;", "/* nothing */"):
         line = assert_usage_error(run_cli("cache", "sql", query))
