@@ -50,8 +50,10 @@ SPLIT_NAMES = ("train", "val", "valid", "validation", "test")
 # Decoded images keep their shorter side below 2 × this (unless they are smaller): every catalog
 # model and the usual timm ImageNet configs resize the shorter side to at most 512 px before
 # cropping (224 / 0.875 = 256, 384 / 1.0, 448 / 1.0), so they are only ever *down*-sampled from it;
-# ``advisor rank --img-size S`` raises it to 2 × S. A camera photo (4000 × 3000) is decoded at
-# 1000 × 750 instead of 36 MB of RGB. Images whose shorter side is at most this are untouched.
+# ``advisor rank --img-size S`` raises it to 2 × S, and a model whose preprocessing needs more
+# (``input_size / crop_pct`` > 512) gets its images decoded again at its own side
+# (``ranking._Decoded.for_model``). A camera photo (4000 × 3000) is decoded at 1000 × 750 instead
+# of 36 MB of RGB. Images whose shorter side is at most this are decoded exactly as stored.
 DECODE_SIDE = 512
 # Part of every probe hash: features cached before a change to how pixels are decoded (16-bit,
 # EXIF orientation, alpha, reduced decoding) are not reused.

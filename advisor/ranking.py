@@ -9,6 +9,7 @@ not import torch.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -137,6 +138,12 @@ class _Validated:
 MIN_IMAGES = 4  # estimators need at least this many readable images
 
 
+def needed_side(data_config: dict) -> int:
+    """The shorter image side a model's eval transform resizes to (timm: ``input_size / crop_pct``)."""
+    _, h, w = data_config["input_size"]
+    return int(math.ceil(max(h, w) / float(data_config.get("crop_pct") or 1.0)))
+
+
 class _Decoded:
     """Decodes the probe at most once per run, validating it the first time: unreadable images are
     skipped (with a warning) and only then is the minimum number of images checked. Decoded images
@@ -181,6 +188,15 @@ class _Decoded:
         self.images = images
         _Validated.mark(probe)
         return probe, images
+
+    def for_model(self, probe: Probe, images: dict, data_config: dict) -> tuple[Probe, dict]:
+        """The probe and kept images for one model: when its preprocessing resizes to a larger side
+        than was decoded (``input_size / crop_pct``, e.g. 600 / 0.949 for EfficientNet-B7), its
+        images are decoded again at that side, so no model sees upsampled pixels."""
+        need = needed_side(data_config)
+        if need <= self.side:
+            return probe, images
+        return replace(probe, decode_side=need), {}
 
 
 def _cached_model(con, fp: str):
@@ -239,7 +255,8 @@ def model_features(
     loaded = _model_step(model_id, build, probe, images) if build else _model_step(model_id, build_model, resolved, img_size=img_size)
     cuts = _model_step(model_id, cut_names, loaded.module)
     progress.start_model(model_id, len(probe))
-    ex = _model_step(model_id, extract, loaded, probe, batch_size=batch_size, images=images, progress=progress.advance)
+    sized, images = decoded.for_model(probe, images, loaded.data_config)
+    ex = _model_step(model_id, extract, loaded, sized, batch_size=batch_size, images=images, progress=progress.advance)
     ph = preproc_hash(loaded.data_config)
     with cache.transaction() as con:
         con.execute(
@@ -327,7 +344,8 @@ def model_attributions(mf: ModelFeatures, probe: Probe, decoded: "_Decoded", *, 
     loaded = _model_step(mf.model_id, mf.build, probe, images) if mf.build else _model_step(mf.model_id, build_model, mf.resolved, img_size=img_size)
     progress.start_model(f"{mf.model_id} (attributions)", len(probe))
     t0 = time.perf_counter()
-    batches = probe_batches(loaded, probe, batch_size=batch_size, images=images)
+    sized, images = decoded.for_model(probe, images, loaded.data_config)
+    batches = probe_batches(loaded, sized, batch_size=batch_size, images=images)
     attrs = _model_step(mf.model_id, probe_attributions, loaded.module, _counting(batches, progress.advance), grid=ATTRIBUTION_GRID)
     seconds = time.perf_counter() - t0
     with cache.transaction() as con:

@@ -68,6 +68,22 @@ def test_16bit_tiff_and_pnm_are_scaled(tmp_path, fmt):
     assert _pixel(tmp_path / f"g.{fmt}") == (128, 128, 128)
 
 
+def test_16bit_rgb_png_is_scaled(tmp_path):
+    import struct
+    import zlib
+
+    arr = np.zeros((4, 4, 3), np.uint16)
+    arr[..., 0], arr[..., 1], arr[..., 2] = 65535, 32896, 257
+    raw = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in arr)
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    (tmp_path / "c.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 4, 4, 16, 2, 0, 0, 0))
+                                     + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    assert _pixel(tmp_path / "c.png") == (255, 128, 1)
+
+
 def test_12bit_pgm_maxval_is_scaled(tmp_path):
     (tmp_path / "m.pgm").write_text("P2\n2 1\n4095\n0 4095\n")
     assert np.asarray(open_image(tmp_path / "m.pgm"))[0, :, 0].tolist() == [0, 255]
@@ -458,4 +474,12 @@ def test_decoded_images_kept_within_a_budget(tmp_path, monkeypatch):
     probe, images = ranking._Decoded(ranking.Progress()).get(load_probe(str(root)))
     assert len(probe) == 8 and sorted(images) == [0, 1, 2]  # all checked, three kept, the rest decoded per model
     assert ranking._Decoded(ranking.Progress(), img_size=400).side == 800
-    assert ranking._Decoded(ranking.Progress(), img_size=100).side == DECODE_SIDE
+    decoded = ranking._Decoded(ranking.Progress(), img_size=100)
+    assert decoded.side == DECODE_SIDE
+    # a model that resizes to more than was decoded gets its images decoded again at its side
+    lite0 = {"input_size": (3, 224, 224), "crop_pct": 0.875}
+    b7 = {"input_size": (3, 600, 600), "crop_pct": 0.949}
+    same, kept = decoded.for_model(probe, images, lite0)
+    assert same is probe and kept is images
+    big, none = decoded.for_model(probe, images, b7)
+    assert big.decode_side == 633 and none == {} and probe.decode_side == DECODE_SIDE
