@@ -80,7 +80,11 @@ def _collect() -> dict[str, Estimator]:
         return est.name, est
 
     found = collect_registrations("register_estimators", "estimator", make)
-    return {name: Estimator(**{**est.__dict__, "needs": tuple(est.needs), "origin": origin}) for name, (est, origin) in found.items()}
+    # Normalised, so a plugin's `version=2` or `description=None` cannot break a cache key or a table.
+    return {name: Estimator(**{**est.__dict__, "needs": tuple(est.needs), "version": str(est.version),
+                               "higher_is_better": bool(est.higher_is_better), "description": str(est.description or ""),
+                               "origin": origin})
+            for name, (est, origin) in found.items()}
 
 
 def list_estimators(pattern: str = "*") -> list[Estimator]:
@@ -118,11 +122,12 @@ def safe_score(est: Estimator, features: np.ndarray, labels, **inputs) -> tuple[
 
     Anything the estimator raises becomes its row's reason, ``sys.exit()`` included ("estimator
     called sys.exit(3)"); only ``KeyboardInterrupt`` (Ctrl-C) propagates. Array inputs are passed
-    read-only."""
-    from advisor.plugin_manager import describe_exception
+    read-only, and what it prints goes to stderr."""
+    from advisor.plugin_manager import describe_exception, stdout_to_stderr
 
     try:
-        value = est.score(_read_only(features), _read_only(labels), **{k: _read_only(v) for k, v in inputs.items()})
+        with stdout_to_stderr():  # a plugin's print() must not corrupt `--json` / `--csv` on stdout
+            value = est.score(_read_only(features), _read_only(labels), **{k: _read_only(v) for k, v in inputs.items()})
     except EstimatorSkipped as exc:
         return None, f"skipped: {exc}"
     except KeyboardInterrupt:

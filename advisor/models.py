@@ -121,16 +121,21 @@ _QUERY_KWARG = re.compile(r"\s*[A-Za-z_][A-Za-z0-9_]*\s*=")
 def split_model_ids(values: list[str] | str) -> list[str]:
     """Model ids from ``--models`` values, each possibly a comma-separated list.
 
-    A comma separates two ids, except inside an id's ``?query`` part, where a comma followed by
-    ``key=`` continues the query (``file:/w.safetensors?arch=mobilenetv2_100,pad_type=same``, the
-    comma form of ``&``). A model id never starts with ``key=`` (timm names have no ``=``; other
-    ids start with ``prefix:``), so the rule is unambiguous: ``file:/a?arch=x,k=1,resnet50`` is two
-    ids, ``file:/a?arch=x,k=1`` and ``resnet50``."""
+    A comma separates two ids, except where what follows cannot start an id:
+
+    - inside an id's ``?query`` part, a comma followed by ``key=`` continues the query
+      (``file:/w.safetensors?arch=mobilenetv2_100,pad_type=same``, the comma form of ``&``);
+    - inside the path of a ``file:`` or ``local-dir:`` id (before its ``?``), a comma followed by
+      text with a ``/`` or ``?`` and no ``prefix:`` continues the path (``file:/data/w,v2.pt?arch=x``).
+
+    A model id never starts with ``key=``, and one without a prefix is a timm or catalog name, which
+    has neither ``/`` nor ``?``; so ``file:/a?arch=x,k=1,resnet50`` is two ids, ``file:/a?arch=x,k=1``
+    and ``resnet50``."""
     ids: list[str] = []
     for value in [values] if isinstance(values, str) else values:
         current: str | None = None
         for piece in value.split(","):
-            if current is not None and "?" in current and _QUERY_KWARG.match(piece):
+            if current is not None and _continues(current, piece):
                 current += "," + piece
                 continue
             if current is not None and current.strip():
@@ -139,6 +144,16 @@ def split_model_ids(values: list[str] | str) -> list[str]:
         if current is not None and current.strip():
             ids.append(current.strip())
     return ids
+
+
+def _continues(current: str, piece: str) -> bool:
+    """Whether ``piece`` (after a comma) belongs to the id ``current`` (see :func:`split_model_ids`)."""
+    if "?" in current:
+        return bool(_QUERY_KWARG.match(piece))
+    in_path = current.strip().startswith(("file:", "local-dir:"))
+    head, colon, _ = piece.strip().partition(":")
+    has_prefix = bool(colon) and _PREFIX.fullmatch(head) is not None
+    return in_path and not has_prefix and ("/" in piece or "?" in piece)
 
 
 def parse_model_id(model_id: str) -> ModelRef:

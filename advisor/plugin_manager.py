@@ -14,6 +14,7 @@ reported as a conflict and ignored. Only ``KeyboardInterrupt`` gets through.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import sys
@@ -96,6 +97,13 @@ def describe_exception(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
 
 
+@contextlib.contextmanager
+def stdout_to_stderr():
+    """Plugin code's ``print()`` goes to stderr: stdout carries results (``--json``, ``--csv``)."""
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
+
+
 def is_builtin(plugin_name: str | None) -> bool:
     return plugin_name in DEFAULT_PLUGINS
 
@@ -131,7 +139,8 @@ def _collect(hook: str, kind: str, make: Callable[..., tuple[str, Any]]) -> dict
         owner = impl.plugin_name
         calls: list[tuple[tuple, dict]] = []
         try:
-            impl.function(register=lambda *args, **kwargs: calls.append((args, kwargs)))
+            with stdout_to_stderr():
+                impl.function(register=lambda *args, **kwargs: calls.append((args, kwargs)))
         except KeyboardInterrupt:
             raise
         except BaseException as exc:  # a broken plugin must not take the command down
@@ -179,7 +188,8 @@ def load_plugins() -> pluggy.PluginManager:
         if pm.get_plugin(ep.name) is not None:
             continue
         try:
-            module = ep.load()
+            with stdout_to_stderr():
+                module = ep.load()
             pm.register(module, name=ep.name)
         except KeyboardInterrupt:
             raise

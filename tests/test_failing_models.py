@@ -148,6 +148,30 @@ def test_wrong_architecture_and_unknown_architecture_fail_their_rows(image_folde
     assert _rows(result)[good]["rank"] == 1
 
 
+@pytest.mark.parametrize("content", [b"", b"\x00garbage" * 100, b"PK\x03\x04 not a state dict"])
+def test_unreadable_weights_files_fail_their_rows(content, image_folder, tiny_weights, tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(content)
+    good = file_id(tiny_weights["test_resnet"], "test_resnet")
+    bad_id = f"file:{bad}?arch=test_resnet&num_classes=5"
+    result = advisor.rank(str(image_folder), [bad_id, good], ["logme"], img_size=32)
+    assert result.failed[bad_id].startswith(f"cannot read weights file '{bad}'")
+    assert _rows(result)[good]["rank"] == 1
+
+
+def test_hub_and_local_dir_ids_without_files_fail_their_rows(image_folder, tiny_weights, tmp_path):
+    broken = tmp_path / "saved"
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json")
+    (broken / "model.safetensors").write_bytes(b"")
+    good = file_id(tiny_weights["test_resnet"], "test_resnet")
+    ids = ["hf-hub:timm/resnet18.a1_in1k", f"local-dir:{broken}", good]
+    result = advisor.rank(str(image_folder), ids, ["logme"], img_size=32)
+    assert set(result.failed) == set(ids[:2]) and _rows(result)[good]["rank"] == 1
+    assert "timm/resnet18.a1_in1k" in result.failed[ids[0]]
+    assert "is not a timm config.json" in result.failed[ids[1]]
+
+
 def test_a_failing_reference_model_still_stops_the_run(image_folder, tiny_weights, run_cli):
     """The reference is not a candidate: without it no CKA/II score means anything."""
     good = file_id(tiny_weights["test_resnet"], "test_resnet")

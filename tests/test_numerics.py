@@ -63,6 +63,14 @@ def test_knn_matches_a_float64_brute_force_along_a_random_shared_direction(offse
     assert knn_accuracy(x, y) == pytest.approx(_knn_reference(x, y))
 
 
+def test_knn_on_huge_float32_features():
+    # |x| ~ 1e30 squares past float32's range: norms taken in float32 overflowed to inf (every
+    # similarity 0, neighbours arbitrary); in float64 the scale is irrelevant, as for cosine it must be.
+    x, y = _offset_classes(offset=0.0, noise=0.3)
+    assert knn_accuracy((x * 1e30).astype(np.float32), y) == knn_accuracy(x, y) == _knn_reference(x, y)
+    assert knn_accuracy((x * 1e-30).astype(np.float32), y) == knn_accuracy(x, y)  # and tiny ones do not underflow
+
+
 def _exact_pca(F, k):
     """PCA scores by numpy's SVD of the centred data, with scikit-learn's sign convention
     (``svd_flip(u_based_decision=False)``: each component's largest-magnitude loading positive)."""

@@ -104,6 +104,31 @@ class MisbehavesWhenScoring:
         register(advisor.Estimator(name="iso-mean", fn=lambda f, l=None, **_: float(np.mean(f)), needs=()))
 
 
+class Sloppy:
+    """Legal but careless: prints to stdout, a version that is an int, no description, a model
+    source whose resolve() crashes."""
+
+    @advisor.hookimpl
+    def register_estimators(self, register):
+        def chatty(features, labels=None, **_):
+            print("debug: scoring", features.shape)
+            return 0.5
+
+        print("registering chatty")
+        register(advisor.Estimator(name="iso-chatty", fn=chatty, version=2, description=None, needs=()))
+
+    @advisor.hookimpl
+    def register_model_sources(self, register):
+        class Crashes:
+            prefix = "crashy"
+            describe = "a source whose resolve() has a bug"
+
+            def resolve(self, ref, ctx):
+                return {}["no such key"]
+
+        register(Crashes())
+
+
 class Interrupts:
     @advisor.hookimpl
     def register_estimators(self, register):
@@ -304,3 +329,26 @@ def test_rank_with_broken_entry_points_installed(broken_site, tmp_path, image_fo
     rows = {r["estimator"]: r for r in json.loads(proc.stdout)}
     assert rows["logme"]["score"] != 123.0 and rows["ep-good"]["score"] == 1.0
     assert "Traceback" not in proc.stderr
+
+
+def test_a_plugin_printing_to_stdout_does_not_corrupt_json(plugins, image_folder, tiny_weights, run_cli):
+    plugins(sloppy=Sloppy())
+    code, out, err = run_cli("rank", str(image_folder), "--models", file_id(tiny_weights["test_resnet"], "test_resnet"),
+                             "-e", "iso-chatty", "--img-size", "32", "--json")
+    assert code == 0, err
+    assert json.loads(out)[0]["score"] == 0.5  # stdout is the JSON alone
+    assert "debug: scoring" in err and "registering chatty" in err
+    est = advisor.get_estimator("iso-chatty")
+    assert est.version == "2" and est.description == ""
+    code, out, err = run_cli("plugins", "--json")
+    assert code == 0 and json.loads(out)  # and `advisor plugins` renders it
+
+
+def test_a_model_source_whose_resolve_crashes_fails_only_its_model(plugins, image_folder, tiny_weights, run_cli):
+    plugins(sloppy=Sloppy())
+    good = file_id(tiny_weights["test_resnet"], "test_resnet")
+    code, out, err = run_cli("rank", str(image_folder), "--models", f"crashy:whatever,{good}", "--img-size", "32", "--json")
+    assert code == 0, err
+    rows = {r["model"]: r for r in json.loads(out) if r["estimator"] == "logme"}
+    assert rows["crashy:whatever"]["error"] == "model 'crashy:whatever' failed: KeyError: 'no such key'"
+    assert rows[good]["rank"] == 1

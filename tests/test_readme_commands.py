@@ -263,6 +263,10 @@ def test_readme_file_ids_rank_as_written(model_id, readme_env, run_cli, tmp_path
      ["tf_efficientnet_lite0", "resnet50.a1_in1k", "hf-hub:timm/convnext_tiny.fb_in1k"]),
     # before any ?, commas always separate (a path with = in it is still a new id)
     ("resnet18,file:/x=y/w.safetensors?arch=resnet18", ["resnet18", "file:/x=y/w.safetensors?arch=resnet18"]),
+    # a comma inside a file:/local-dir: path: what follows (a / or ?, no prefix) cannot start an id
+    ("file:/data/w,v2.safetensors?arch=x,num_classes=3,resnet50", ["file:/data/w,v2.safetensors?arch=x,num_classes=3", "resnet50"]),
+    ("local-dir:/a,b/model,hf-hub:o/r", ["local-dir:/a,b/model", "hf-hub:o/r"]),
+    ("file:/a.safetensors,file:/b.safetensors?arch=y", ["file:/a.safetensors", "file:/b.safetensors?arch=y"]),
     (" a , ,b,", ["a", "b"]),
 ])
 def test_models_list_splits_only_where_a_new_id_starts(value, ids):
