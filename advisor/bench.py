@@ -858,12 +858,18 @@ def time_model(info: ModelInfo, s: Settings, threads: int, n_classes: int = 10) 
     """Seconds per SGD step of a full fine-tune (batch ``batch_size`` at the model's benchmark input
     size; 1 warm-up step, then 2 timed), per image of an inference forward pass, and per SGD step of
     the defrost suffix at each defrost cut (1 warm-up, 1 timed), with ``threads`` torch threads.
-    Random inputs: the cost does not depend on the pixels."""
+    Random inputs: the cost does not depend on the pixels. Two readings of each: ``wall`` (what this
+    machine does now) and ``idle`` (process CPU time / threads: what it would do without other jobs)."""
     import torch
 
     from advisor import finetune as ft
     from advisor.loading import build_model
     from advisor.split import stages
+
+    def timed(fn, n=1):
+        w0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        return (time.perf_counter() - w0) / n, (time.process_time() - c0) / threads / n
 
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -881,14 +887,13 @@ def time_model(info: ModelInfo, s: Settings, threads: int, n_classes: int = 10) 
         proto = replace(ft.finetune(50, epochs=1, batch_size=b), decay_epochs=1)
         ft.train(st, PRE_LOGITS, proto, xb[:b], yb[:b], xb[:2], yb[:2], seed=0)  # warm-up
         module.load_state_dict(theta)
-        t = ft.train(st, PRE_LOGITS, proto, xb[b:], yb[b:], xb[:2], yb[:2], seed=0).seconds / 2
+        step = timed(lambda: ft.train(st, PRE_LOGITS, proto, xb[b:], yb[b:], xb[:2], yb[:2], seed=0), 2)
         module.to("cpu").load_state_dict(theta)
         module.eval()
+        x_eval = xb[:b].contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
-            module(xb[:b].contiguous(memory_format=torch.channels_last))
-            t0 = time.perf_counter()
-            module(xb[:b].contiguous(memory_format=torch.channels_last))
-            infer = (time.perf_counter() - t0) / b
+            module(x_eval)
+            infer = timed(lambda: module(x_eval), b)
         defrost = {}
         dproto = ft.defrost(epochs=1, lr=DEFROST_LR, batch_size=b)
         for cut in info.defrost_cuts:
@@ -896,8 +901,9 @@ def time_model(info: ModelInfo, s: Settings, threads: int, n_classes: int = 10) 
             h = ft.prefix_activations(st, xb[: 2 * b], cut)
             ft.train(st, cut, dproto, h[:b], yb[:b], h[:2], yb[:2], seed=0)
             module.to("cpu").load_state_dict(theta)
-            defrost[cut] = ft.train(st, cut, dproto, h[b:], yb[b: 2 * b], h[:2], yb[:2], seed=0).seconds
-        return {"step": t, "infer": infer, "defrost_step": defrost}
+            defrost[cut] = timed(lambda cut=cut, h=h: ft.train(st, cut, dproto, h[b:], yb[b: 2 * b], h[:2], yb[:2], seed=0))
+        return {reading: {"step": step[i], "infer": infer[i], "defrost_step": {c: v[i] for c, v in defrost.items()}}
+                for i, reading in enumerate(("wall", "idle"))}
     finally:
         torch.set_num_threads(before)
 
@@ -945,7 +951,8 @@ def _hours(sec: float) -> str:
     return f"{sec / 3600:.1f} h" if sec >= 3600 else (f"{sec / 60:.0f} min" if sec >= 60 else f"{sec:.0f} s")
 
 
-def plan_report(plan: Plan, timings: dict[str, dict], est: dict, threads: int) -> str:
+def plan_report(plan: Plan, timings: dict[str, dict], est: dict, threads: int, idle: dict | None = None,
+                load: tuple[float, float] | None = None) -> str:
     """The ``--plan`` text: settings, targets, one row per model (input size, measured step, runs of
     each kind and estimated time), totals, the wall-time estimate and what dominates it."""
     s, cfg = plan.cfg.settings, plan.cfg
@@ -959,7 +966,7 @@ def plan_report(plan: Plan, timings: dict[str, dict], est: dict, threads: int) -
                                      for t, p in plan.parts.items()),
              f"timing: 2 SGD steps per model (after 1 warm-up) at batch {s.batch_size}, {threads} torch thread(s) = what each of "
              f"{w} worker(s) gets on {cpu_cores()} cores", ""]
-    head = ("model", "input px", "s/step", "fine-tunes", "defrost runs", "probes", "scorings", "est. CPU time")
+    head = ("model", "input px", "s/step" + (" (idle)" if idle else ""), "fine-tunes", "defrost runs", "probes", "scorings", "est. CPU time")
     rows = []
     pm = est["per_model"]
     for m in cfg.models:
@@ -970,7 +977,7 @@ def plan_report(plan: Plan, timings: dict[str, dict], est: dict, threads: int) -
             done = r[f"done_{kind}"]
             return f"{r[f'n_{kind}']}" + (f" ({done} done)" if done else "")
 
-        rows.append((model_name(m), px, f"{t['step']:.3f}", runs("finetune"), runs("defrost"), runs("probe"), str(r["n_scoring"]),
+        rows.append((model_name(m), px, f"{t['step']:.3f}" + (f" ({idle['per_model_step'][m]:.3f})" if idle else ""), runs("finetune"), runs("defrost"), runs("probe"), str(r["n_scoring"]),
                      _hours(r["finetune"] + r["defrost"] + r["probe"] + r["scoring"])))
     tot = est["total"]
 
@@ -986,6 +993,10 @@ def plan_report(plan: Plan, timings: dict[str, dict], est: dict, threads: int) -
     lines += ["", (f"estimated wall time: {_hours(est['wall_seconds'])} with --workers {w} (runs split over {w} process(es), "
                    f"scoring in the parent); CPU time {_hours(est['cpu_seconds'])}: fine-tunes {share['finetune']:.0%}, defrost runs "
                    f"{share['defrost']:.0%}, probes {share['probe']:.0%}, scoring {share['scoring']:.0%} (estimators' own arithmetic not timed).")]
+    if idle and load:
+        lines.append(f"the machine's load average was {load[0]:.1f} -> {load[1]:.1f} on {cpu_cores()} cores while timing (other jobs share it); "
+                     f"from the CPU time of the same steps, an idle machine would take about {_hours(idle['wall_seconds'])} "
+                     f"(CPU time {_hours(idle['cpu_seconds'])}): the 'idle' column, seconds per step.")
     by_model = sorted(cfg.models, key=lambda m: -(pm[m]["finetune"] + pm[m]["defrost"] + pm[m]["probe"]))
     top = ", ".join(f"{model_name(m)} {(pm[m]['finetune'] + pm[m]['defrost'] + pm[m]['probe']) / cpu:.0%}" for m in by_model[:3])
     label = {"finetune": "the full fine-tunes", "defrost": "the defrost runs", "probe": "the linear probes", "scoring": "the scoring"}
@@ -1202,7 +1213,7 @@ def write_ground_truth(cells: list[dict], s: Settings, path: str | Path) -> Path
     return path
 
 
-DEFAULT_WORKERS = 1  # see benchmarks/bench_workers.md
+DEFAULT_WORKERS = 2  # capped at the cores; see benchmarks/bench_workers.md
 
 
 def config_workers(path: str | Path | None = None) -> int:
@@ -1224,8 +1235,14 @@ def run_plan(cfg: Config, *, workers: int = 1, device: str | None = None, runs_c
     plan = make_plan(cfg, pick_device(device), log, csv_path=runs_csv)
     threads = max(1, cpu_cores() // workers)
     timings = {}
+    load0 = os.getloadavg()
     for m, info in plan.infos.items():
         t0 = time.perf_counter()
         timings[m] = time_model(info, cfg.settings, threads)
-        log(f"{model_name(m)}: {timings[m]['step']:.3f} s per SGD step at {info.input_size[1]} px (timed in {time.perf_counter() - t0:.1f} s)")
-    return plan_report(plan, timings, estimate(plan, timings, workers), threads)
+        log(f"{model_name(m)}: {timings[m]['wall']['step']:.3f} s per SGD step at {info.input_size[1]} px "
+            f"(idle {timings[m]['idle']['step']:.3f}; timed in {time.perf_counter() - t0:.1f} s)")
+    load = (load0[0], os.getloadavg()[0])
+    wall = {m: t["wall"] for m, t in timings.items()}
+    idle = estimate(plan, {m: t["idle"] for m, t in timings.items()}, workers)
+    idle["per_model_step"] = {m: t["idle"]["step"] for m, t in timings.items()}
+    return plan_report(plan, wall, estimate(plan, wall, workers), threads, idle, load)

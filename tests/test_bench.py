@@ -41,7 +41,7 @@ def _args(models, targets, tmp_path, *extra, tag="a"):
     """A small benchmark: 1 epoch at 32 px (the tiny models' own size is 160), knn only."""
     return ["bench", "--models", ",".join(models), "--targets", ",".join(map(str, targets)), "--epochs", "1", "--img-size", "32",
             "-e", "knn", "--out", str(tmp_path / f"out-{tag}"), "--ground-truth", str(tmp_path / f"gt-{tag}.csv"),
-            "--runs-csv", str(tmp_path / f"runs-{tag}.csv"), *extra]
+            "--runs-csv", str(tmp_path / f"runs-{tag}.csv"), "--workers", "1", *extra]
 
 
 def _home(monkeypatch, tmp_path, name):
@@ -57,7 +57,7 @@ def test_bench_end_to_end_csv_report_and_full_cache(run_cli, tiny, tmp_path, adv
     out, gt, runs_csv = tmp_path / "out", tmp_path / "gt.csv", tmp_path / "runs.csv"
     args = ["bench", "--models", ",".join(models), "--targets", ",".join(map(str, targets)), "--epochs", "1", "--img-size", "32",
             "--seeds", "0,1", "--lrs", "0.01,0.001", "--defrost-cuts", "2", "-e", ESTIMATORS, "--out", str(out),
-            "--ground-truth", str(gt), "--runs-csv", str(runs_csv)]
+            "--ground-truth", str(gt), "--runs-csv", str(runs_csv), "--workers", "1"]
     code, _, err = run_cli(*args)
     assert code == 0, err
     rows = list(csv.DictReader(gt.open()))
@@ -275,11 +275,12 @@ def test_two_workers_store_what_one_worker_stores(run_cli, tiny, tmp_path, monke
     for n in (1, 2):
         home = _home(monkeypatch, tmp_path, f"home-w{n}")
         code, _, err = run_cli(*_args(models, targets[:1], tmp_path, "--seeds", "0,1", "--lrs", "0.01", "--defrost-cuts", "1",
-                                      "--workers", str(n), tag=f"w{n}"))
+                                      "--workers", str(n), tag=f"w{n}"))  # the last --workers wins
         assert code == 0, err
         assert _bench_rows(home) == 2 * (2 + 1 + 1)
         results[n] = {r["run_key"]: r for r in b.read_runs(tmp_path / f"runs-w{n}.csv")}
     assert results[1].keys() == results[2].keys()
+    assert all(r["threads"] == 1 for r in results[2].values())  # ran in the workers, cores // workers threads each
     for k, r in results[1].items():
         q = results[2][k]
         assert (r["kind"], r["status"], r["val_acc"], r["test_acc"]) == (q["kind"], q["status"], q["val_acc"], q["test_acc"])
