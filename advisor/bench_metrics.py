@@ -10,6 +10,8 @@ better; a lower-is-better estimator is negated), so every metric reads the same 
 - :func:`noise_band`: ground-truth noise from the seeds; a target whose models all lie within
   2 × the mean seed std cannot rank anything and is flagged.
 - :func:`rank_average`: a combination of estimators (mean of per-estimator ranks).
+- :func:`fit_linear_combination` / :func:`apply_linear_combination`: a learned combination, a ridge
+  regression of standardised accuracies on standardised estimator scores.
 - :func:`leave_one_target_out`: choose the default estimator (or combination) on all targets but
   one and score the choice on the held-out one, so the reported number is not tuned on itself.
 """
@@ -85,11 +87,19 @@ def layer_distance(cuts: list[str], picked: str | None, best: str | None) -> int
 Combo = tuple[str, ...]
 
 
+LEARNED: Combo = ("learned",)
+
+
 def choose(tau_of: Callable[[Combo, str], float | None], estimators: list[str], targets: list[str],
-           k_values=(1, 2, 3)) -> dict | None:
+           k_values=(1, 2, 3), learned: Callable[[list[str]], Callable[[str], float | None]] | None = None) -> dict | None:
     """The candidate with the best mean τ over ``targets``: the top-k single estimators (by their own
-    mean τ there) rank-averaged, for each k in ``k_values`` (k = 1: the best single estimator). Ties
-    go to the smaller k. Returns ``{combo, mean_tau, k, singles}`` (``singles``: the estimators by mean τ)."""
+    mean τ there) rank-averaged, for each k in ``k_values`` (k = 1: the best single estimator), and,
+    when ``learned`` is given, a combination fitted on the targets (``learned(fit_targets)`` returns
+    ``t -> τ`` of the fit on target ``t``). A learned combination is judged by its inner
+    leave-one-target-out τ (fitted on all but one of ``targets``, scored on that one), never by its
+    fit on the targets it is scored on. Ties go to the smaller k, then to the rank-averages.
+    Returns ``{combo, mean_tau, k, singles}`` (``singles``: the estimators by mean τ; ``k`` 0 for
+    the learned combination)."""
     def mean_tau(combo: Combo) -> float | None:
         vals = [t for t in (tau_of(combo, g) for g in targets) if t is not None]
         return float(np.mean(vals)) if vals else None
@@ -104,21 +114,76 @@ def choose(tau_of: Callable[[Combo, str], float | None], estimators: list[str], 
         t = mean_tau(combo)
         if t is not None and (best is None or t > best["mean_tau"]):
             best = {"combo": combo, "mean_tau": t, "k": k, "singles": [e for e, _ in singles]}
+    if learned is not None and len(targets) >= 3:
+        inner = [learned([g for g in targets if g != held])(held) for held in targets]
+        inner = [t for t in inner if t is not None]
+        if inner and (best is None or float(np.mean(inner)) > best["mean_tau"]):
+            best = {"combo": LEARNED, "mean_tau": float(np.mean(inner)), "k": 0, "singles": [e for e, _ in singles]}
     return best
 
 
 def leave_one_target_out(tau_of: Callable[[Combo, str], float | None], estimators: list[str], targets: list[str],
-                         k_values=(1, 2, 3)) -> dict:
-    """For each target: :func:`choose` on the other targets, then the choice's τ on the held-out one.
-    ``mean_tau`` is the selection procedure's out-of-sample mean; ``final`` is the choice on all
-    targets (what ``advisor rank`` should default to)."""
+                         k_values=(1, 2, 3), learned: Callable[[list[str]], Callable[[str], float | None]] | None = None) -> dict:
+    """For each target: :func:`choose` on the other targets, then the choice's τ on the held-out one
+    (a learned combination is refitted on the other targets only). ``mean_tau`` is the selection
+    procedure's out-of-sample mean; ``final`` is the choice on all targets (what ``advisor rank``
+    should default to)."""
     folds = []
     for held in targets:
-        c = choose(tau_of, estimators, [t for t in targets if t != held], k_values)
+        train = [t for t in targets if t != held]
+        c = choose(tau_of, estimators, train, k_values, learned)
+        if c is None:
+            held_tau = None
+        elif c["combo"] == LEARNED:
+            held_tau = learned(train)(held)
+        else:
+            held_tau = tau_of(c["combo"], held)
         folds.append({"held_out": held, "combo": None if c is None else c["combo"],
-                      "train_mean_tau": None if c is None else c["mean_tau"],
-                      "held_out_tau": None if c is None else tau_of(c["combo"], held)})
+                      "train_mean_tau": None if c is None else c["mean_tau"], "held_out_tau": held_tau})
     vals = [f["held_out_tau"] for f in folds if f["held_out_tau"] is not None]
     return {"folds": folds, "mean_tau": float(np.mean(vals)) if vals else None,
-            "final": choose(tau_of, estimators, targets, k_values)}
+            "final": choose(tau_of, estimators, targets, k_values, learned)}
 
+
+def zscores(score: Mapping[str, float | None], models: list[str]) -> np.ndarray:
+    """``float64[len(models)]``: ``score`` standardised over ``models`` (mean 0, std 1); a missing or
+    non-finite score, or a constant estimator, gives 0 (the mean: no information)."""
+    v = np.array([score.get(m) if score.get(m) is not None and np.isfinite(score[m]) else np.nan for m in models], dtype=np.float64)
+    ok = np.isfinite(v)
+    if ok.sum() < 2 or np.std(v[ok]) == 0:
+        return np.zeros(len(models))
+    z = (v - np.mean(v[ok])) / np.std(v[ok])
+    z[~ok] = 0.0
+    return z
+
+
+def fit_linear_combination(scores: Mapping[str, Mapping[str, Mapping[str, float | None]]], acc: Mapping[str, Mapping[str, float]],
+                           members: list[str], targets: list[str], alpha: float = 1.0) -> dict[str, float]:
+    """Weights ``w`` of a ridge regression (penalty ``alpha``·‖w‖², no intercept) of each target's
+    standardised accuracies on its standardised estimator scores, pooled over ``targets``.
+
+    ``scores[e][t][m]``: estimator ``e``'s oriented score (higher = better) of model ``m`` on target
+    ``t``; ``acc[t][m]``: its measured accuracy. Standardising within each target (:func:`zscores`)
+    makes targets with different accuracy and score scales comparable, and the combination a pure
+    ranking rule: a model's combined score on a new target is ``Σ_e w_e z_e(m)``
+    (:func:`apply_linear_combination`). Closed form ``w = (ZᵀZ + αI)⁻¹ Zᵀ y`` in float64."""
+    rows, ys = [], []
+    for t in targets:
+        models = [m for m in acc[t] if acc[t][m] is not None]
+        if len(models) < 2:
+            continue
+        rows.append(np.stack([zscores(scores[e][t], models) for e in members], axis=1))
+        ys.append(zscores(acc[t], models))
+    if not rows:
+        return {e: 0.0 for e in members}
+    Z, y = np.concatenate(rows), np.concatenate(ys)
+    w = np.linalg.solve(Z.T @ Z + alpha * np.eye(len(members)), Z.T @ y)
+    return dict(zip(members, w.tolist()))
+
+
+def apply_linear_combination(weights: Mapping[str, float], scores: Mapping[str, Mapping[str, float | None]], models: list[str]) -> dict[str, float]:
+    """Combined score ``Σ_e w_e z_e(m)`` of each model (``scores[e][m]`` oriented, higher = better)."""
+    total = np.zeros(len(models))
+    for e, w in weights.items():
+        total += w * zscores(scores.get(e, {}), models)
+    return dict(zip(models, total.tolist()))

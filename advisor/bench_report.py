@@ -29,6 +29,11 @@ def _oriented(cell: dict, est: str) -> tuple[float | None, float | None]:
     return (max(ok) if ok else None), vals[-1]
 
 
+# the estimators users know, compared with the evidence-chosen default in the report (held-out)
+BASELINES = ("logme", "knn", "linear", "nleep")
+bm_pre = "pre_logits"
+
+
 def analyse(cells: list[dict], estimators: list[str]) -> dict:
     """Every table of the report, as plain data (targets and models in the order of the cells)."""
     from advisor.layers import recommend
@@ -60,21 +65,53 @@ def analyse(cells: list[dict], estimators: list[str]) -> dict:
                       "max_regret": float(max(regrets)) if regrets else None, "layer_distance": float(np.mean(dists)) if dists else None,
                       "seconds_per_target": float(np.mean(secs)) if secs else None}
 
+    def single(name: str, t: str) -> dict:
+        """Scores of a candidate member: ``e`` at each model's best cut, ``e@pre_logits`` at pre_logits."""
+        e, _, at = name.partition("@")
+        return (pre if at == bm_pre else best)[e][t]
+
+    @cache
+    def weights(fit_targets: tuple[str, ...]) -> tuple[tuple[str, float], ...]:
+        return tuple(bm.fit_linear_combination(best, acc, list(estimators), list(fit_targets)).items())
+
+    def scores_for(combo: tuple[str, ...], t: str, fit_targets: tuple[str, ...] = ()) -> dict:
+        """What a candidate scores each model on ``t`` (a learned one fitted on ``fit_targets``)."""
+        if combo == bm.LEARNED:
+            return bm.apply_linear_combination(dict(weights(fit_targets)), {e: best[e][t] for e in estimators}, list(acc[t]))
+        if len(combo) == 1:
+            return single(combo[0], t)
+        return bm.rank_average([single(e, t) for e in combo])
+
     @cache
     def tau_of(combo: tuple[str, ...], t: str) -> float | None:
-        if len(combo) == 1:
-            return tau_best[combo[0]][t]
-        return bm.weighted_tau(acc[t], bm.rank_average([best[e][t] for e in combo]))
+        return bm.weighted_tau(acc[t], scores_for(combo, t))
 
+    def learned(fit_targets: list[str]):
+        return lambda t: bm.weighted_tau(acc[t], scores_for(bm.LEARNED, t, tuple(fit_targets)))
+
+    candidates = list(estimators) + [f"{e}@{bm_pre}" for e in estimators]
     clean = [t for t in targets if not noise[t]["flagged"]]
     loto_targets = clean if len(clean) >= 2 else targets
-    loto = bm.leave_one_target_out(tau_of, list(estimators), loto_targets) if len(loto_targets) >= 2 else None
+    loto = bm.leave_one_target_out(tau_of, candidates, loto_targets, learned=learned) if len(loto_targets) >= 2 else None
+    final = bm.choose(tau_of, candidates, loto_targets, learned=learned)
+    if final and final["combo"] == bm.LEARNED:
+        final["weights"] = dict(weights(tuple(loto_targets)))
+    # the held-out comparison README states: the default (each fold's choice, refitted without the
+    # held-out target) against the estimators users know, per target
+    versus = {}
+    for f in (loto or {}).get("folds", []):
+        t, combo = f["held_out"], f["combo"]
+        fit = tuple(x for x in loto_targets if x != t)
+        rows = {"advisor default": scores_for(combo, t, fit) if combo else {}}
+        rows.update({e: best[e][t] for e in BASELINES if e in best})
+        versus[t] = {name: {"tau": bm.weighted_tau(acc[t], sc), "top1": bm.top1_hit(acc[t], sc), "regret": bm.regret(acc[t], sc)}
+                     for name, sc in rows.items()}
     from advisor.bench import under_trained
 
     flags = {k: under_trained(c) for k, c in cell.items()}
     return {"under_trained": {k: v for k, v in flags.items() if v is not None}, "targets": targets, "models": models, "cell": cell, "acc": acc, "std": std, "best": best, "noise": noise,
             "tau_best": tau_best, "tau_pre": tau_pre, "per_estimator": per_est, "loto": loto, "loto_targets": loto_targets,
-            "final": bm.choose(tau_of, list(estimators), loto_targets)}
+            "final": final, "versus": versus}
 
 
 def _f(v, digits: int = 3) -> str:
@@ -157,8 +194,11 @@ def markdown(a: dict, settings: dict, command: str, plots: dict[str, str]) -> st
         lines.append(f"| {e} | {_f(p['top1_hit_rate'], 2)} | {_f(p['mean_regret'])} | {_f(p['max_regret'])} | "
                      f"{_f(p['layer_distance'], 2)} | {_f(p['seconds_per_target'], 4)} |")
     lines += ["", "## Default for `advisor rank`: leave-one-target-out", "",
-              f"Candidates: the best single estimator and the rank-average of the top 2 and top 3 (by mean τ at the best cut), "
-              f"chosen on all targets but one and scored on the held-out one. Targets used: {', '.join(a['loto_targets'])}"
+              ("Candidates: every single estimator at each model's best cut and at `pre_logits` (`name@pre_logits`), the "
+               "rank-average of the top 2 and top 3 singles (by mean τ), and a learned combination (`learned`: ridge "
+               "regression of each target's standardised accuracies on all estimators' standardised best-cut scores, "
+               "judged by its own inner leave-one-target-out τ). The choice is made on all targets but one and scored on "
+               f"the held-out one. Targets used: {', '.join(a['loto_targets'])}")
               + ("" if len(clean) >= 2 else " (fewer than 2 unflagged targets: all targets used)") + ".", ""]
     loto = a["loto"]
     if loto:
@@ -170,6 +210,18 @@ def markdown(a: dict, settings: dict, command: str, plots: dict[str, str]) -> st
     final = a["final"]
     lines += [(f"Choice on all these targets: **{_combo(final['combo']) if final else '–'}** "
                f"(mean τ {_f(final['mean_tau']) if final else '–'})."), ""]
+    if final and final.get("weights"):
+        lines += ["Its weights (on standardised scores): " + ", ".join(f"{e} {w:+.3f}" for e, w in
+                  sorted(final["weights"].items(), key=lambda ew: -abs(ew[1]))) + ".", ""]
+    if a.get("versus"):
+        names = list(next(iter(a["versus"].values())))
+        lines += ["Held-out comparison per target (the default as chosen without that target; τ / top-1 hit / regret):", "",
+                  "| target | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+        for t, row in a["versus"].items():
+            lines.append(f"| {t} | " + " | ".join(
+                f"{_f(row[n]['tau'])} / {'–' if row[n]['top1'] is None else ('yes' if row[n]['top1'] else 'no')} / {_f(row[n]['regret'])}"
+                for n in names) + " |")
+        lines.append("")
     lines += ["## Plots", ""]
     lines += [f"![{name}]({path})" for name, path in plots.items()]
     return "\n".join(lines) + "\n"

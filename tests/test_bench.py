@@ -382,3 +382,49 @@ def test_finetune_reports_test_accuracy_only_when_asked(tiny_weights):
     with_test = ft.train(st, PRE_LOGITS, proto, x, y, x, y, seed=0, test_h=x[:4], test_y=torch.tensor([0, 0, 0, 0]))
     preds = model(x[:4].contiguous()).argmax(1)
     assert with_test.test_acc == pytest.approx(float((preds == 0).float().mean()))
+
+
+def test_linear_combination_by_hand():
+    """Ridge on standardised scores: an estimator that orders models like accuracy gets a positive
+    weight, one that orders them backwards a negative one; z-scores by hand."""
+    from advisor import bench_metrics as bm
+
+    assert bm.zscores({"a": 1.0, "b": 3.0}, ["a", "b"]).tolist() == [-1.0, 1.0]
+    assert bm.zscores({"a": 1.0, "b": None, "c": 3.0}, ["a", "b", "c"]).tolist() == [-1.0, 0.0, 1.0]
+    assert bm.zscores({"a": 2.0, "b": 2.0}, ["a", "b"]).tolist() == [0.0, 0.0]
+    acc = {"t1": {"x": 0.9, "y": 0.5, "z": 0.1}, "t2": {"x": 0.2, "y": 0.6, "z": 0.4}}
+    scores = {"good": {"t1": {"x": 3, "y": 2, "z": 1}, "t2": {"x": 1, "y": 3, "z": 2}},
+              "bad": {"t1": {"x": 1, "y": 2, "z": 3}, "t2": {"x": 3, "y": 1, "z": 2}}}
+    w = bm.fit_linear_combination(scores, acc, ["good", "bad"], ["t1", "t2"], alpha=0.0 + 1e-9)
+    # good's z-scores equal accuracy's ranks here and bad = -good, so ZᵀZ is singular along (1, -1):
+    # the ridge solution splits the signal evenly, w_good = -w_bad
+    assert w["good"] > 0 > w["bad"] and w["good"] == pytest.approx(-w["bad"])
+    combined = bm.apply_linear_combination(w, {"good": scores["good"]["t1"], "bad": scores["bad"]["t1"]}, ["x", "y", "z"])
+    assert max(combined, key=combined.get) == "x"
+
+
+def test_choose_takes_a_learned_combination_only_on_its_held_out_merit():
+    from advisor import bench_metrics as bm
+
+    tau = {("a",): {"t1": 0.5, "t2": 0.5, "t3": 0.5}}
+
+    def tau_of(combo, t):
+        return tau.get(combo, {}).get(t)
+
+    fitted_on = []
+
+    def learned(fit):  # in-sample it would be perfect; held out it scores 0.9 when fitted on 2 targets
+        fitted_on.append(tuple(fit))
+        return lambda t: 1.0 if t in fit else 0.9
+
+    c = bm.choose(tau_of, ["a"], ["t1", "t2", "t3"], learned=learned)
+    assert c["combo"] == bm.LEARNED and c["mean_tau"] == pytest.approx(0.9)  # inner leave-one-out, not 1.0
+    assert all(len(f) == 2 for f in fitted_on)
+
+    def weak(fit):
+        return lambda t: 1.0 if t in fit else 0.2
+
+    assert bm.choose(tau_of, ["a"], ["t1", "t2", "t3"], learned=weak)["combo"] == ("a",)
+    res = bm.leave_one_target_out(tau_of, ["a"], ["t1", "t2", "t3", "t4"], learned=learned)
+    # each fold refits on the 3 others only; its held-out τ is the 0.9 branch
+    assert all(f["combo"] == bm.LEARNED and f["held_out_tau"] == pytest.approx(0.9) for f in res["folds"])
