@@ -232,6 +232,11 @@ def _shipped(name: str):
     return resources.files("advisor.registry").joinpath("domains", f"{name}.npz")
 
 
+def is_shipped(name: str) -> bool:
+    """Whether ``name`` is a source reference shipped with advisor (e.g. ``imagenet``)."""
+    return _shipped(name).is_file()
+
+
 def list_references() -> list[str]:
     """Names of every usable source reference: shipped ones, then the user's ($ADVISOR_HOME/domains)."""
     names = set()
@@ -430,7 +435,7 @@ def published() -> Fit:
     """Eq. 3 with its published coefficients, on Table 2's z-scores; r, residual SE and LOO error are
     those of the published coefficients on Table 2 (LOO: of the refit, the published fit has none)."""
     X, y, mean, std = _design(table2_design())
-    fit = _finish(X, y, np.array(PUBLISHED_COEF), mean, std, "seed 000 eq. 3 (published)")
+    fit = _finish(X, y, np.array(PUBLISHED_COEF), mean, std, "Chen et al. 2022, eq. 3 (published)")
     loo = refit(table2_design()).loo_rmse
     return Fit(**{**fit.__dict__, "loo_rmse": loo})
 
@@ -513,11 +518,11 @@ def advice(forecast: Forecast, z_gap: float) -> dict:
     tiers = sorted({tier(forecast.low), t, tier(forecast.high)}, key=["low", "medium", "high"].index)
     text = what[t]
     if z_gap > 1.0:
-        text += "; the gap is large, so also unfreeze the first layers (the stem is the most domain-sensitive, seed 000)"
+        text += "; the gap is large, so also unfreeze the first layers (the stem is the most domain-sensitive, Chen et al. 2022)"
     if len(tiers) > 1:
         text += f" (the {forecast.level:.0%} band spans the {' to '.join([tiers[0], tiers[-1]])} tiers: treat as indicative)"
     return {"tier": t, "tiers_in_band": tiers, "recommendation": text,
-            "rule": (f"T_FB tiers are Table 2's tertiles: low < {lo:.1f} ≤ medium < {hi:.1f} ≤ high; high → freeze most, "
+            "rule": (f"T_FB tiers are the tertiles of Chen et al. 2022, Table 2: low < {lo:.1f} ≤ medium < {hi:.1f} ≤ high; high → freeze most, "
                      "medium → fine-tune the upper half, low → fine-tune all; z(G) > 1 → also unfreeze the stem")}
 
 
@@ -606,7 +611,7 @@ def analyse(spec: str, *, source: str = DEFAULT_SOURCE, split: str | None = "tra
     N = int(train_size or n_total)
     G, W, G_rbf = gap_width(X, ref)
     notes = []
-    if fit is None or fit.label.startswith("seed 000"):
+    if fit is None or fit.label.startswith("Chen et al. 2022"):
         fit = fit or published()
         scale, note = table2_scale(ref)
         G_fit, W_fit = G * scale["G"], W * scale["W"]
@@ -620,8 +625,8 @@ def analyse(spec: str, *, source: str = DEFAULT_SOURCE, split: str | None = "tra
     return {
         "probe": spec, "source": ref.name, "n_features_images": len(X), "N": N,
         "G": G, "W": W, "G_rbf": G_rbf,
-        "G_table2": G_fit if fit.label.startswith("seed 000") else None,
-        "W_table2": W_fit if fit.label.startswith("seed 000") else None,
+        "G_table2": G_fit if fit.label.startswith("Chen et al. 2022") else None,
+        "W_table2": W_fit if fit.label.startswith("Chen et al. 2022") else None,
         "forecast": fc.to_json(), "fit": fit.to_json(), "advice": adv, "notes": notes,
         "skipped": n_bad,
     }

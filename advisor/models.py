@@ -143,6 +143,10 @@ def split_model_ids(values: list[str] | str) -> list[str]:
             current = piece
         if current is not None and current.strip():
             ids.append(current.strip())
+    given = [values] if isinstance(values, str) else list(values)
+    if given and not ids:  # `-m ""` or `-m ,`: not the same as leaving --models out
+        raise AdvisorError(f"--models {', '.join(repr(v) for v in given)} names no model",
+                           "pass ids like tf_efficientnet_lite0,resnet20_cifar10, or leave --models out for the defaults")
     return ids
 
 

@@ -145,7 +145,7 @@ def load_probe(spec: str, *, split: str | None = "train", max_images: int | None
             raise AdvisorError(f"probe '{spec}' is not a folder, .csv or .npz", "point at a folder of images, a path,label .csv, or an .npz")
     if len(items) == 0:
         raise AdvisorError(f"probe '{spec}' contains no images", f"add images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    selected = _subsample(labels, len(items), max_images, seed)
+    selected = subsample_indices(labels, len(items), max_images, seed)
     items = tuple(items[i] for i in selected)
     labels = None if labels is None else labels[selected]
     if labels is not None and len(np.unique(labels)) < min_classes:
@@ -163,7 +163,7 @@ def load_probe(spec: str, *, split: str | None = "train", max_images: int | None
     return Probe(source=spec, items=items, labels=labels, class_names=names, hash=h.hexdigest()[:20], arrays=arrays)
 
 
-def _subsample(labels, n: int, max_images: int | None, seed: int) -> np.ndarray:
+def subsample_indices(labels, n: int, max_images: int | None, seed: int) -> np.ndarray:
     """Indices of a seeded subsample of at most ``max_images``, stratified by label (each class keeps
     its share, at least one image), in the original order."""
     if max_images is None or max_images >= n:
@@ -245,6 +245,12 @@ def _folder(root: Path, split: str | None):
             raise AdvisorError(f"probe '{root}' has class folders but no images in them", f"image files must end in one of {', '.join(sorted(IMAGE_SUFFIXES))}")
         labels, names = _label_codes(raw)
         return [str(p) for p in paths], labels, names, None, _file_digest(paths)
+    if flat and any(_images_in(d) for d in subdirs):
+        with_images = [d.name for d in subdirs if _images_in(d)]
+        raise AdvisorError(
+            f"probe folder '{root}' mixes {len(flat)} loose image(s) with class folders ({', '.join(with_images[:5])}"
+            f"{' ...' if len(with_images) > 5 else ''}): it is neither labelled nor unlabelled",
+            "move the loose images into their class folders (labelled probe), or the class folders' images out (unlabelled)")
     if not flat:
         anything = any(p.is_file() for p in root.iterdir())
         what = "no image files" if anything else "nothing"
@@ -272,12 +278,22 @@ def _csv(path: Path, split: str | None = None):
         numbered = numbered[1:]
     if not numbered:
         raise AdvisorError(f"CSV probe '{path}' has no rows", "write one 'path,label' row per image")
-    paths, raw = [], []
+    paths, raw, seen = [], [], {}
     for line_no, row in numbered:
         p = Path(row[0])
         p = p if p.is_absolute() else path.parent / p
+        if p.is_dir():
+            raise AdvisorError(f"CSV probe '{path}' names a folder '{row[0]}' (row {line_no})", "list image files, one per row")
         if not p.is_file():
             raise AdvisorError(f"CSV probe '{path}' names a missing file '{row[0]}' (row {line_no})", "fix the path (relative paths are relative to the CSV) or remove the row")
+        key = p.resolve()
+        if key in seen:  # a repeated image would be its own nearest neighbour, or carry two labels
+            first = seen[key]
+            clash = (row[1] if len(row) > 1 else "") != raw[first[1]]
+            raise AdvisorError(f"CSV probe '{path}' lists '{row[0]}' twice (rows {first[0]} and {line_no})"
+                               + (" with different labels" if clash else ""),
+                               "keep one row per image" + (" with its one label" if clash else ""))
+        seen[key] = (line_no, len(paths))
         paths.append(p)
         raw.append(row[1] if len(row) > 1 else "")
     has = [bool(r) for r in raw]

@@ -257,6 +257,11 @@ def model_features(
     progress.start_model(model_id, len(probe))
     sized, images = decoded.for_model(probe, images, loaded.data_config)
     ex = _model_step(model_id, extract, loaded, sized, batch_size=batch_size, images=images, progress=progress.advance)
+    bad = [cut for cut, f in ex.features.items() if not np.isfinite(f).all()]
+    if bad:  # nothing is stored: every estimator would fail on them, and a fixed model must not reuse them
+        raise ModelFailed(f"model '{model_id}' produced non-finite features (NaN/inf) at {', '.join(bad[:3])}"
+                          f"{' ...' if len(bad) > 3 else ''}",
+                          "its weights hold NaN/inf or overflow on these inputs: check the weights file and its preprocessing")
     ph = preproc_hash(loaded.data_config)
     with cache.transaction() as con:
         con.execute(

@@ -13,6 +13,7 @@ models and across the cuts of each model, printed and stored in ``estimator_agre
 from __future__ import annotations
 
 import hashlib
+import math
 import json
 import time
 from dataclasses import dataclass, field, replace
@@ -24,7 +25,7 @@ from advisor import cache
 from advisor.errors import AdvisorError
 from advisor.features import PRE_LOGITS
 from advisor.models import ResolveContext, resolve_model
-from advisor.probe import SPLIT_NAMES, Probe, load_probe
+from advisor.probe import SPLIT_NAMES, Probe, load_probe, subsample_indices
 from advisor.ranking import MIN_IMAGES
 
 RECIPE_VERSION = "1"  # bump when training code changes the numbers: run keys include it
@@ -135,8 +136,19 @@ def _held_out_split_name(spec: str) -> str | None:
 
 
 def _stratified_take(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Sorted indices of a seeded, stratified sample of ``n`` of ``labels`` (every class kept).
+
+    scikit-learn's stratified split where it can make one (what every cached validation and bench
+    run was keyed on); when what is left over would hold fewer images than there are classes, which
+    it refuses, the probe loader's quota rule (each class its share, at least one)."""
     from sklearn.model_selection import train_test_split
 
+    n_classes = len(np.unique(labels))
+    if n < n_classes:
+        raise AdvisorError(f"a cap of {n} training images is fewer than the {n_classes} classes",
+                           f"raise --max-images / --max-train to at least {n_classes}")
+    if len(labels) - n < n_classes:
+        return subsample_indices(labels, len(labels), n, seed)
     idx = np.arange(len(labels))
     keep, _ = train_test_split(idx, train_size=n, stratify=labels, random_state=seed)
     return np.sort(keep)
@@ -193,6 +205,10 @@ def pick_device(device: str | None = None) -> str:
     import torch
 
     if device:
+        import re
+
+        if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
+            raise AdvisorError(f"--device '{device}' is not a device advisor trains on", "use cpu, cuda or cuda:N (or omit it)")
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise AdvisorError(f"--device {device}, but no CUDA GPU is available", "omit --device to use the CPU")
         return device
@@ -227,10 +243,12 @@ def validate(
     for flag, value, least in (("--repeats", repeats, 1), ("--epochs", epochs, 1), ("--batch-size", batch_size, 2)):
         if value < least:
             raise AdvisorError(f"{flag} must be at least {least}, got {value}", "e.g. --repeats 2 --epochs 10 --batch-size 32")
-    if lr is not None and not lr > 0:
-        raise AdvisorError(f"--lr must be positive, got {lr}", "e.g. --lr 0.01")
+    if lr is not None and not (lr > 0 and math.isfinite(lr)):
+        raise AdvisorError(f"--lr must be a positive finite number, got {lr}", "e.g. --lr 0.01")
     if protocol == "defrost" and freeze:
         raise AdvisorError("--freeze applies to --protocol finetune", "defrost freezes exactly up to the cut; drop --freeze")
+    if models and top:
+        raise AdvisorError("--models and --top both given", "pass --models a,b to validate those, or --top K for the best K of the last rank")
     if not models and not top:
         raise AdvisorError("nothing to validate", "pass --models a,b or --top K (the best K of the last `advisor rank` on this probe)")
     picks = [(m, None) for m in models] if models else top_models_from_last_rank(spec, top)

@@ -73,7 +73,7 @@ def main() -> None:
     tab = {r["dataset"]: r for r in domain.table2_rows()}
     cpu = platform.processor() or platform.machine()
     lines = [
-        "# Domain gap, width and amount of the shared data sets (seed 000)",
+        "# Domain gap, width and amount of the shared data sets (Chen et al. 2022)",
         "",
         (f"Produced by `OMP_NUM_THREADS=1 .venv/bin/python benchmarks/domain_shared.py{' --write-ref' if args.write_ref else ''}` on "
         f"{dt.date.today().isoformat()}, {platform.node()} ({cpu}, {os.cpu_count()} cores, Python {platform.python_version()}); "
@@ -87,7 +87,7 @@ def main() -> None:
         f"Noise floor, two random halves of the reference against each other: G = {self_G:.4f}, G_rbf = {self_rbf:.4f}; "
         f"the reference's own width W = {self_W:.2f}."),
         "",
-        "| set | N | G | G_rbf | W | G (Table-2 units) | W (Table-2 units) | z(G) | z(W) | z(ln N) | T_FB eq. 3 (90 % band) | T_FB Table-2 refit | freezing tiers in band | seed-000 analogue (its G, W, T_FB) |",
+        "| set | N | G | G_rbf | W | G (Table-2 units) | W (Table-2 units) | z(G) | z(W) | z(ln N) | T_FB eq. 3 (90 % band) | T_FB Table-2 refit | freezing tiers in band | Chen et al. 2022 analogue (its G, W, T_FB) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     analogue_row = {"flowers17": "Flowers", "pacs_photo": "DomainNet-r", "pacs_art_painting": "DomainNet-p", "pacs_cartoon": "DomainNet-c",
@@ -106,7 +106,7 @@ def main() -> None:
         "",
         "## Table-2 calibration (the Flowers anchor)",
         "",
-        (f"flowers17's train split is seed 000's Flowers (Oxford 17 flowers, {scale['n_anchor_images']:,} training images). Measured here: "
+        (f"flowers17's train split is the Flowers of Chen et al. 2022 (Oxford 17 flowers, {scale['n_anchor_images']:,} training images). Measured here: "
         f"G = {scale['measured_G']:.3f}, W = {scale['measured_W']:.3f}; Table 2: G = {scale['table2_G']}, W = {scale['table2_W']}. "
         f"So k_G = {scale['G']:.4f} and k_W = {scale['W']:.3f} convert our G, W to Table 2's units before eq. 3's z-scores. "
         f"Check on a second shared dataset: cifar10_small (a 1,000-image CIFAR-10 subset) → W = "
@@ -146,7 +146,7 @@ def main() -> None:
     lines += [
         "## Reading it",
         "",
-        (f"- **Medical and cartoon vs photo** (seed 000: far domains have larger gaps): "
+        (f"- **Medical and cartoon vs photo** (Chen et al. 2022: far domains have larger gaps): "
         f"{'holds' if far else 'DOES NOT hold'} for both kernels — pneumoniamnist {by['pneumoniamnist']['G']:.2f} and pacs_cartoon "
         f"{by['pacs_cartoon']['G']:.1f} vs pacs_photo {by['pacs_photo']['G']:.2f} (G_rbf {by['pneumoniamnist']['G_rbf']:.3f}, "
         f"{by['pacs_cartoon']['G_rbf']:.3f} vs {by['pacs_photo']['G_rbf']:.3f})."),
@@ -163,7 +163,7 @@ def main() -> None:
         f"{tab['Flowers']['T_FB']}: {'inside' if by['flowers17']['forecast']['low'] <= tab['Flowers']['T_FB'] <= by['flowers17']['forecast']['high'] else 'OUTSIDE'} the band; {flowers_note} (residual {resid['Flowers']:+.2f} in ln T)."),
         (f"- **CIFAR gap**: cifar10_small comes out at G = {by['cifar10_small']['G_table2']:.2f} in Table-2 units vs Table 2's "
         f"CIFAR-10 {tab['CIFAR-10']['G']} (its width agrees: {by['cifar10_small']['W_table2']:.0f} vs {tab['CIFAR-10']['W']}). "
-        "At native 32 px the GLCM sees every pixel edge (lower IDM, higher contrast than 160-px ImageNet images); seed 000 does "
+        "At native 32 px the GLCM sees every pixel edge (lower IDM, higher contrast than 160-px ImageNet images); Chen et al. 2022 do "
         "not say at which resolution it measured, and upsampling CIFAR to 64, 160 or 224 px before measuring moved it further "
         "from ImageNet, not closer. Only G is affected, whose eq. 3 weight is the smallest."),
         ("- **Kernel**: the linear kernel (difference of standardised means) lands flowers17 on Table 2's Flowers gap without "

@@ -152,8 +152,8 @@ def report_profiles(profiles, epochs, t_start, load0, command) -> str:
     lines = _header("Validation cost: a defrosting profile with prefix caching vs without", t_start, load0, command) + [
         "Same `advisor.finetune.train` (defrost protocol, seed 0, same batches), the only difference being whether the",
         "frozen prefix's activations are computed once per cut (cached, what `advisor validate` does) or from the images",
-        f"at every step (naive). {epochs} epochs (validate's default), at `advisor validate`'s default cuts (seed 002's",
-        "range: after the first down-sampling to pre_logits). Times include computing the cached activations.",
+        f"at every step (naive). {epochs} epochs (validate's default), at `advisor validate`'s default cuts (the range of",
+        "Gerace et al. 2023: after the first down-sampling to pre_logits). Times include computing the cached activations.",
         "The math is the same, but the cached prefix runs in chunks of 64 and the naive one per batch of 32, so",
         "activations can differ in the last float bits; a suffix trained from scratch at lr 0.1 can amplify that into a",
         "different final accuracy (chaotic training), which is why not every cut needs to match exactly.",
@@ -194,8 +194,8 @@ def report_rank(rv, t_start, load0, command) -> str:
         f"(and {ft_total / rv['warm']:.0f}× a warm one). Fine-tune cost is linear in epochs (the same work per epoch), so "
         "with the epochs real recipes use the ratio is: "
         + ", ".join(f"{e} epochs → {per_epoch * e / rv['cold']:.0f}×" for e in (10, 30, 40, 200))
-        + " (40 = `advisor bench`'s ground truth: 10 epochs × 2 learning rates × 2 seeds; seed 004's 'Full' setting "
-        "trains 30 epochs before the first decay; seed 002 trains 200). Goal ≥ 100×.",
+        + " (40 = `advisor bench`'s ground truth: 10 epochs × 2 learning rates × 2 seeds; the 'Full' setting of Plested & Gedeon 2019 "
+        "trains 30 epochs before the first decay; Gerace et al. 2023 train 200). Goal ≥ 100×.",
         "",
     ]
     return "\n".join(lines)

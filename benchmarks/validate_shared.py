@@ -134,7 +134,7 @@ def main() -> None:
         f"{platform.release()}, Python {platform.python_version()}; load average at end "
         f"{' / '.join(f'{v:.2f}' for v in os.getloadavg())} (other jobs shared the machine)",
         f"- command: `.venv/bin/python benchmarks/validate_shared.py --epochs {args.epochs} --repeats {args.repeats}`",
-        "- protocol: `defrost` (seed 002): the model's layers up to the cut keep their pretrained values, frozen; "
+        "- protocol: `defrost` (Gerace et al. 2023): the model's layers up to the cut keep their pretrained values, frozen; "
         "everything after is re-initialised and trained (SGD momentum 0.9, weight decay 5e-4, lr 0.1 cosine-annealed, "
         "batch 32, no augmentation) on cached prefix activations; accuracy on the probe's test split at the last epoch.",
         f"- plot: [{png.name}]({png.name})",

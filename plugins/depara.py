@@ -39,7 +39,7 @@ def _edges(features, labels=None, *, reference=None, **_):
 @hookimpl
 def register_estimators(register):
     register(Estimator(name="depara", fn=_score, version="1", needs=("reference", "attributions"),
-                       description="DEPARA (seed 003 eq. 5): node cosine + λ·edge Spearman vs the target reference, λ = 1"))
+                       description="DEPARA (Song et al. 2020, eq. 5): node cosine + λ·edge Spearman vs the target reference, λ = 1"))
     register(Estimator(name="depara-nodes", fn=_nodes, version="1", needs=("reference", "attributions"),
                        description="DEPARA node term: mean cosine of Gradient×Input attributions (eq. 3)"))
     register(Estimator(name="depara-edges", fn=_edges, version="1", needs=("reference",),

@@ -36,6 +36,6 @@ def _reverse(features, labels=None, *, reference=None, **_):
 @hookimpl
 def register_estimators(register):
     register(Estimator(name="ii", fn=_forward, version="1", higher_is_better=False, needs=("reference",),
-                       description="Information Imbalance Δ(cut → target reference), seed 002 (lower is better)"))
+                       description="Information Imbalance Δ(cut → target reference), Gerace et al. 2023 (lower is better)"))
     register(Estimator(name="ii-reverse", fn=_reverse, version="1", higher_is_better=False, needs=("reference",),
                        description="Information Imbalance Δ(target reference → cut)"))

@@ -196,7 +196,7 @@ def test_cli_default_command_and_show(run_cli, image_folder):
     assert code == 0, err
     r = json.loads(out)
     assert r["N"] == 24 and r["source"] == "imagenet" and r["forecast"]["low"] < r["forecast"]["T_FB"] < r["forecast"]["high"]
-    assert r["fit"]["label"].startswith("seed 000") and r["advice"]["tier"] in ("low", "medium", "high")
+    assert r["fit"]["label"].startswith("Chen et al. 2022") and r["advice"]["tier"] in ("low", "medium", "high")
     code2, out2, _ = run_cli("domain", "show", str(image_folder), "--json")
     assert code2 == 0 and json.loads(out2)["G"] == pytest.approx(r["G"])
     code, out, _ = run_cli("domain", str(image_folder), "--train-size", "50000")

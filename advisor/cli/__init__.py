@@ -78,6 +78,15 @@ _USAGE = tuple(_exceptions("ClickException"))
 _ABORT = tuple(_exceptions("Abort") | {typer.Abort, KeyboardInterrupt})
 
 INTERRUPTED = "interrupted: finished units of work are cached; rerun to resume"
+TERMINATED = "terminated: finished units of work are cached; rerun to resume"
+
+
+class Terminated(BaseException):
+    """Raised in the main thread by SIGTERM, so the run unwinds like an interrupt (see main)."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
 
 
 def _debug_from_env() -> bool:
@@ -155,6 +164,10 @@ def main(argv: list[str] | None = None) -> None:
     # to exit 0. An interrupt is always an interrupt here.
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    # SIGTERM (`kill`, `timeout`, a scheduler) ends the run like Ctrl-C: the run record is closed,
+    # finished units stay cached, one line, exit 143 (128 + SIGTERM)
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _terminate)
     _state["debug"] = _debug_from_env()
     argv = _split_debug(list(sys.argv[1:] if argv is None else argv))
     try:
@@ -181,6 +194,9 @@ def main(argv: list[str] | None = None) -> None:
             pass
         sys.exit(1)
     except BaseException as exc:  # noqa: BLE001 - the edge: everything else is classified here
+        if isinstance(exc, Terminated):
+            print(TERMINATED, file=sys.stderr)
+            sys.exit(143)
         if _is_interrupt(exc):
             print(INTERRUPTED, file=sys.stderr)
             sys.exit(130)

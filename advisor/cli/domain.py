@@ -29,7 +29,8 @@ Example:
 
 G: linear-kernel MMD² to the source reference's 22 colour/GLCM features (standardised with the
 source's statistics); W: largest eigenvalue of the target features' covariance; N: training images.
-T_FB: seed 000 eq. 3 with a 90 % prediction band.
+T_FB (distance of the fine-tuned weights from a random init ÷ their distance from the pretrained start):
+Chen et al. 2022, eq. 3, with a 90 % prediction band.
 """
 
 
@@ -63,7 +64,8 @@ def _usage_errors():
 
 domain_app = typer.Typer(cls=_DefaultShow, no_args_is_help=True, epilog=EXAMPLE,
                          help="Domain gap G, width W and data amount N of your images vs the pre-training domain, "
-                              "and the transferability T_FB they predict (seed 000). `advisor domain PROBE` = `advisor domain show PROBE`.")
+                              "and the transferability T_FB (distance of the fine-tuned weights from a random init ÷ their distance from the pretrained start; Chen et al. 2022) they predict."
+                              " `advisor domain PROBE` = `advisor domain show PROBE`.")
 
 
 def _read_history(path: Path) -> list[tuple[float, float, float, float]]:
@@ -95,7 +97,7 @@ def show(
     max_images: int | None = typer.Option(1000, help="Compute the features on a seeded sample of at most this many images."),
     seed: int = typer.Option(0, help="Seed of the sample."),
     train_size: int | None = typer.Option(None, help="Data amount N (default: the number of images in the split)."),
-    fit: str = typer.Option("published", help="Coefficients: published (seed 000 eq. 3) or table2 (our refit of Table 2)."),
+    fit: str = typer.Option("published", help="Coefficients: published (Chen et al. 2022, eq. 3) or table2 (our refit of Table 2)."),
     refit_from: Path | None = typer.Option(None, help="CSV of your own validation history (columns G,W,N,T): refit eq. 3 on it."),  # noqa: B008
     level: float = typer.Option(0.9, help="Coverage of the prediction band."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
@@ -113,7 +115,7 @@ def show(
     if refit_from is not None:
         chosen = domain.refit(_read_history(refit_from), label=f"refit on {refit_from.name}")
     elif fit == "table2":
-        chosen = domain.refit(domain.table2_design(), label="seed 000 Table 2 (refit)")
+        chosen = domain.refit(domain.table2_design(), label="Chen et al. 2022, Table 2 (refit)")
     else:
         chosen = domain.published()
     result = domain.analyse(probe, source=src, split=split, max_images=max_images, seed=seed, train_size=train_size,
@@ -134,7 +136,7 @@ def show(
     t.add_row("W (width)", fmt(result["W"], 2), "largest eigenvalue of the target feature covariance (source-standardised)")
     t.add_row("N (amount)", fmt(result["N"]), "training images" + (" (--train-size)" if train_size else " in the split"))
     if result["G_table2"] is not None:
-        t.add_row("on Table 2's scale", f"G {result['G_table2']:.2f}, W {result['W_table2']:.0f}", "seed 000 Table 2 units (Flowers anchor)")
+        t.add_row("on Table 2's scale", f"G {result['G_table2']:.2f}, W {result['W_table2']:.0f}", "Chen et al. 2022, Table 2 units (Flowers anchor)")
     z = fc["z"]
     t.add_row("z(G), z(W), z(ln N)", f"{z['G']:+.2f}, {z['W']:+.2f}, {z['lnN']:+.2f}", f"standardised with {f['label']}'s constants")
     t.add_row("predicted T_FB", f"{fc['T_FB']:.1f}", f"{fc['level']:.0%} band {fc['low']:.1f} – {fc['high']:.1f} ({f['label']}, r = {f['r']:.2f} on {f['n']} datasets)")
@@ -158,6 +160,8 @@ def build_ref(
     from advisor import domain
 
     domain.valid_name(name)
+    if domain.is_shipped(name):  # a user file of that name would silently replace it everywhere it is named
+        raise AdvisorError(f"'{name}' is a source reference shipped with advisor", f"choose another name, e.g. {name}-mine")
     path = domain.user_domains_dir() / f"{name}.npz"
     if path.exists() and not force:
         raise AdvisorError(f"source reference '{name}' already exists at {path}", "pass --force to overwrite it, or choose another name")

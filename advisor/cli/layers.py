@@ -18,8 +18,9 @@ Example:
 
   advisor layers tf_efficientnet_lite0 ../shared/data/pacs_photo -e depara -e cka -e ii --plot layers.png
 
-The first estimator drives the recommendation (argmax over cuts, seed 003 eq. 6, moderated by the
-probe size: small targets favour deeper freezing, seeds 002/004). --reference model:<id>[@cut]
+The first estimator drives the recommendation (argmax over cuts, Song et al. 2020 (DEPARA),
+eq. 6, moderated by the probe size: small targets favour deeper freezing, Gerace et al. 2023;
+Plested & Gedeon 2019). --reference model:<id>[@cut]
 compares with a model trained on the target instead of the labels.
 """
 
@@ -41,7 +42,7 @@ def layers(
     validate: bool = typer.Option(False, "--validate", help="Also measure the defrosting profile (short fine-tunes, `advisor validate`) and show it alongside."),
     epochs: int = typer.Option(10, callback=opt.at_least(1, "--epochs 10"), help="--validate: training epochs per run."),
     repeats: int = typer.Option(1, callback=opt.at_least(1, "--repeats 2"), help="--validate: seeds per cut."),
-    show_domain: bool = typer.Option(False, "--domain", help="Also print seed 000's domain forecast for the model's pre-training domain (`advisor domain` has the details)."),
+    show_domain: bool = typer.Option(False, "--domain", help="Also print the domain forecast of Chen et al. 2022 for the model's pre-training domain (`advisor domain` has the details)."),
 ) -> None:
     """Score every cut of MODEL on PROBE and recommend the cut to freeze up to."""
     from advisor.layers import layers as run_layers

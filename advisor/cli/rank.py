@@ -80,7 +80,7 @@ def rank(
     weights_dir: opt.WeightsDir = None,
     as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON on stdout."),
     as_csv: bool = typer.Option(False, "--csv", help="Print the rows as CSV on stdout."),
-    show_domain: bool = typer.Option(False, "--domain", help="Also print seed 000's domain forecast (gap, width, amount → T_FB, freezing) per pre-training domain; `advisor domain` has the details."),
+    show_domain: bool = typer.Option(False, "--domain", help="Also print the domain forecast of Chen et al. 2022 (gap, width, amount → T_FB (distance of the fine-tuned weights from a random init ÷ their distance from the pretrained start; Chen et al. 2022), freezing) per pre-training domain; `advisor domain` has the details."),
 ) -> None:
     """Rank candidate models (and the best cut of each) by transferability to PROBE."""
     from advisor.ranking import rank as run_rank

@@ -27,8 +27,8 @@ def validate(
     probe: str = typer.Argument(..., help="Your labelled images: folder (train/ + test/ splits used when present), .csv, .npz."),
     models: list[str] = typer.Option([], "--models", "-m", help="Models to validate (comma-separated or repeated)."),
     top: int | None = typer.Option(None, help="Validate the best K models of the last `advisor rank` on this probe."),
-    cuts: list[str] = typer.Option([], "--cuts", help="Cuts to validate (default: after the first down-sampling to pre_logits, as seed 002 suggests)."),
-    protocol: str = typer.Option("defrost", help="defrost (seed 002: freeze up to the cut, re-initialise and train the rest) or finetune (seed 004)."),
+    cuts: list[str] = typer.Option([], "--cuts", help="Cuts to validate (default: after the first down-sampling to pre_logits, as Gerace et al. 2023 suggest)."),
+    protocol: str = typer.Option("defrost", help="defrost (Gerace et al. 2023: freeze up to the cut, re-initialise and train the rest) or finetune (Plested & Gedeon 2019)."),
     epochs: int = typer.Option(10, help="Training epochs per run."),
     lr: float | None = typer.Option(None, help="Learning rate of the re-initialised layers (default: defrost 0.1, finetune 0.01)."),
     freeze: str | None = typer.Option(None, help="finetune: keep the layers up to this cut frozen."),
@@ -42,7 +42,7 @@ def validate(
     plot: Path | None = typer.Option(None, help="Write the defrosting profile(s) to this PNG."),
     as_json: bool = typer.Option(False, "--json", help="Print runs and agreement as JSON on stdout."),
 ) -> None:
-    """Fine-tune the top picks briefly and report measured accuracy per cut, T_FB and each estimator's weighted τ."""
+    """Fine-tune the top picks briefly and report measured accuracy per cut, T_FB (distance of the fine-tuned weights from a random init ÷ their distance from the pretrained start; Chen et al. 2022) and each estimator's weighted τ."""
     from advisor.validate import validate as run_validate
 
     result = run_validate(probe, _split(models) or None, top=top, cuts=_split(cuts) or None, protocol=protocol, epochs=epochs,
@@ -82,7 +82,7 @@ def validate(
         if rng:
             where = "at the end of the sampled range" if rng[0] in (rng[1], rng[2]) else f"between {rng[1]} and {rng[2]}"
             out.print(f"{model}: best measured cut [bold]{rng[0]}[/bold]; the optimum lies {where} "
-                      "(seed 002: profiles are regular; sample cuts there with --cuts to refine)")
+                      "(Gerace et al. 2023: profiles are regular; sample cuts there with --cuts to refine)")
     if result.agreement:
         a = Table(title="estimators vs measured accuracy (weighted Kendall τ, scipy.stats.weightedtau)", title_justify="left")
         for col in ("scope", "estimator", "n", "weighted τ"):
