@@ -143,9 +143,15 @@ def split_model_ids(values: list[str] | str) -> list[str]:
             current = piece
         if current is not None and current.strip():
             ids.append(current.strip())
-    given = [values] if isinstance(values, str) else list(values)
-    if given and not ids:  # `-m ""` or `-m ,`: not the same as leaving --models out
-        raise AdvisorError(f"--models {', '.join(repr(v) for v in given)} names no model",
+    return ids
+
+
+def model_ids_option(values: list[str]) -> list[str]:
+    """``--models`` values → ids (:func:`split_model_ids`); given but naming no model (``-m ""``,
+    ``-m ,``) is an error, not the same as leaving ``--models`` out (the defaults)."""
+    ids = split_model_ids(values)
+    if values and not ids:
+        raise AdvisorError(f"--models {', '.join(repr(v) for v in values)} names no model",
                            "pass ids like tf_efficientnet_lite0,resnet20_cifar10, or leave --models out for the defaults")
     return ids
 

@@ -167,7 +167,7 @@ def test_vit_cannot_be_split_and_says_what_to_do(tiny_weights, image_folder, run
     (["--models", "{m}", "--cuts", "layer9"], "has no cut layer9"),
     (["--models", "{m}", "--protocol", "warp"], "unknown protocol"),
     (["--models", "{m}", "--repeats", "0"], "--repeats must be at least 1, got 0"),
-    (["--models", "{m}", "--lr", "-1"], "--lr must be positive"),
+    (["--models", "{m}", "--lr", "-1"], "--lr must be a positive finite number"),
     (["--models", "{m}", "--freeze", "layer2"], "--freeze applies to --protocol finetune"),
     (["--models", "{m}", "--protocol", "finetune", "--freeze", "nope"], "no cut 'nope'"),
     (["--models", "no-such-model-xyz"], "no-such-model-xyz"),

@@ -12,6 +12,7 @@ from advisor.cli import app
 from advisor.cli.output import err, out
 from advisor.cli.rank import _split_models as _split
 from advisor.errors import AdvisorError
+from advisor.models import model_ids_option
 
 EXAMPLE = """
 Examples:
@@ -65,7 +66,7 @@ def bench(
     from advisor.bench_report import write_report
 
     n_workers = b.parse_workers(workers if workers is not None else b.config_workers(config))
-    cfg = b.load_config(config, models=_split(models) or None, targets=_split(targets) or None, epochs=epochs,
+    cfg = b.load_config(config, models=model_ids_option(models) or None, targets=_split(targets) or None, epochs=epochs,
                         seeds=_numbers(seeds, int, "--seeds"), lrs=_numbers(lrs, float, "--lrs"), max_train=max_train,
                         estimators=_split(estimator) or None, img_size=img_size, defrost_cuts=defrost_cuts,
                         defrost_seed=defrost_seed, weights_dir=weights_dir)

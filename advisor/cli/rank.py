@@ -16,6 +16,7 @@ from advisor.cli import app
 from advisor.cli import options as opt
 from advisor.cli.output import err, fmt, out, print_csv, print_json
 from advisor.errors import AdvisorError
+from advisor.models import model_ids_option
 
 EXAMPLE = """
 Example (offline, weights mirrored in a folder):
@@ -91,7 +92,7 @@ def rank(
 
     bar, callbacks = _progress_callbacks()
     try:
-        result = run_rank(probe, _split_models(models) or None, estimator or None, reference=reference, split=split, max_images=max_images,
+        result = run_rank(probe, model_ids_option(models) or None, estimator or None, reference=reference, split=split, max_images=max_images,
                           seed=seed, img_size=img_size, batch_size=batch_size, weights_dir=weights_dir, progress=callbacks)
     finally:
         bar.stop()
