@@ -1,9 +1,9 @@
-"""Domain forecast (seed 000): how far the target images are from the pre-training domain, how wide
+"""Domain forecast (Chen et al. 2022): how far the target images are from the pre-training domain, how wide
 they are, and what that predicts for the parameter-distance transferability T_FB.
 
 Pure numpy / scikit-image; no torch. The pieces:
 
-- :func:`domain_features` — seed 000's 22 hand-crafted, category-agnostic features per image
+- :func:`domain_features` — Chen et al. 2022's 22 hand-crafted, category-agnostic features per image
   ("Datasets and Metrics"): the mean and standard deviation of each RGB channel (pixel values in
   [0, 1]), and four grey-level co-occurrence (GLCM) properties — angular second moment, entropy,
   contrast, inverse difference moment (scikit-image's *homogeneity*) — at 4 directions
@@ -20,16 +20,16 @@ Pure numpy / scikit-image; no torch. The pieces:
   both with the *source reference's* mean and standard deviation (unit: source standard
   deviations). Kernel for G: linear, k(x, y) = x·y, so G is the squared distance between the two
   standardised mean feature vectors (bias-corrected); no bandwidth. Why linear: on the one
-  dataset both we and seed 000 measured (flowers17 = Table 2's Flowers) it lands on Table 2's
+  dataset both we and Chen et al. 2022 measured (flowers17 = Table 2's Flowers) it lands on Table 2's
   scale (1.63 vs 1.64), and Table 2's gaps reach 13.1, beyond any Gaussian-kernel MMD² (≤ 2).
   Reported next to it, ``G_rbf``: the same with a Gaussian kernel exp(−||x − y||² / (2 h²)), h =
   the median pairwise distance within the standardised source reference (fixed per source), which
   also sees differences in spread and shape.
 - :func:`width` — the domain width W: the largest eigenvalue of the covariance of the target's
   features (standardised with the source reference's statistics, as for G).
-- :func:`refit` / :data:`PUBLISHED` / :func:`predict` — seed 000 eq. 3,
+- :func:`refit` / :data:`PUBLISHED` / :func:`predict` — Chen et al. 2022 eq. 3,
   ``ln T_FB = −0.02·z(G) − 0.14·z(W) − 0.80·z(ln N) + 2.86``, where z(·) are z-scores over the 12
-  datasets of seed 000 Table 2 (``registry/seed000_table2.csv``). See docs/domain_shared.md for
+  datasets of Chen et al. 2022 Table 2 (``registry/seed000_table2.csv``). See docs/domain_shared.md for
   why the z-scores, the refit, and how our G and W are put on Table 2's scale.
 """
 
@@ -423,7 +423,7 @@ def _finish(X, y, coef, mean, std, label) -> Fit:
                n=n, cov_unscaled=tuple(map(tuple, cov)), label=label)
 
 
-PUBLISHED_COEF = (-0.02, -0.14, -0.80, 2.86)  # seed 000 eq. 3
+PUBLISHED_COEF = (-0.02, -0.14, -0.80, 2.86)  # Chen et al. 2022 eq. 3
 
 
 def table2_design():
@@ -485,24 +485,24 @@ def _exp(v: float) -> float:
 
 
 def t_tertiles() -> tuple[float, float]:
-    """The lower and upper tertile of T_FB over seed 000 Table 2: the thresholds of :func:`advice`."""
+    """The lower and upper tertile of T_FB over Chen et al. 2022 Table 2: the thresholds of :func:`advice`."""
     t = np.array([r["T_FB"] for r in table2_rows()])
     lo, hi = np.quantile(t, [1 / 3, 2 / 3])
     return float(lo), float(hi)
 
 
 def advice(forecast: Forecast, z_gap: float) -> dict:
-    """What the forecast implies for freezing. The rule (seeds 000, 002, 004):
+    """What the forecast implies for freezing. The rule (Chen et al. 2022; Gerace et al. 2023; Plested & Gedeon 2019):
 
     - predicted T_FB in the upper tertile of Table 2 → the pretrained parameters are already close
-      to the target's optimum (seed 000 eq. 1): freeze most of the backbone, fine-tune the top
-      (small, narrow targets benefit most from pre-training: seed 000 §Factors; few examples favour
-      deeper freezing: seeds 002, 004);
+      to the target's optimum (Chen et al. 2022 eq. 1): freeze most of the backbone, fine-tune the top
+      (small, narrow targets benefit most from pre-training: Chen et al. 2022 §Factors; few examples favour
+      deeper freezing: Gerace et al. 2023; Plested & Gedeon 2019);
     - lower tertile → the parameters must move far: fine-tune all layers;
     - in between → fine-tune the upper half;
     - and whenever the gap is large (z(G) > 1, i.e. beyond one Table-2 standard deviation, like POCUS
       or DomainNet-clipart) also unfreeze the stem: the lowest layers are the most domain-sensitive
-      (seed 000 §Layer-wise Transferability).
+      (Chen et al. 2022 §Layer-wise Transferability).
 
     The band matters: when it straddles a threshold both neighbouring tiers are named.
     """
@@ -530,7 +530,7 @@ def advice(forecast: Forecast, z_gap: float) -> dict:
 
 
 def anchor_scale(ref_features: np.ndarray, anchor_features: np.ndarray, anchor_row: str = "Flowers") -> dict:
-    """Factors that put our G and W on seed 000 Table 2's scale, from one dataset measured both
+    """Factors that put our G and W on Chen et al. 2022 Table 2's scale, from one dataset measured both
     ways: the shared flowers17 train split *is* Table 2's Flowers (Oxford 17 flowers, 1,088
     training images). k_G = 1.64 / G_ours(flowers17), k_W = 145.3 / W_ours(flowers17). Seed 000 does
     not publish its feature scaling, so this one-point calibration is what makes eq. 3's z-scores

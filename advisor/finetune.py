@@ -1,20 +1,20 @@
 """Short fine-tunes that measure what the estimators predict: the two validation protocols.
 
-``defrost`` (seed 002, "Layer-wise defrosting"): the stages up to the cut keep their pretrained
+``defrost`` (Gerace et al. 2023, "Layer-wise defrosting"): the stages up to the cut keep their pretrained
 values and stay frozen; everything after it is re-initialised and trained on the target. Accuracy
 as a function of the cut is the *defrosting profile*. Seed 002 trains with SGD (momentum 0.9,
 weight decay 5e-4, cosine-annealed lr from 0.1) for 200 epochs; a validation here is a short
 version of that recipe (``epochs`` defaults to 10), so profiles compare cuts, not final accuracy.
 
-``finetune`` (seed 004, Table 2): the stages up to the cut are transferred (pretrained values as the
+``finetune`` (Plested & Gedeon 2019, Table 2): the stages up to the cut are transferred (pretrained values as the
 start point), the rest re-initialised; stages up to ``freeze`` stay frozen; transferred trainable
 stages learn at ``lr_transferred`` (0.001) and the re-initialised ones at ``lr`` (0.01) for the
-first ``decay_epochs`` epochs, after which both decay by 0.1 (seed 004 §3.2–3.4). ``decay_epochs``
-defaults from the target size by seed 004 Table 2 (:func:`decay_epochs_for`).
+first ``decay_epochs`` epochs, after which both decay by 0.1 (Plested & Gedeon 2019 §3.2–3.4). ``decay_epochs``
+defaults from the target size by Plested & Gedeon 2019 Table 2 (:func:`decay_epochs_for`).
 
 Both train only what lies after the last frozen stage: the frozen prefix's activations are
 computed once per image (:func:`prefix_activations`, reused across repeats and protocols) and the
-suffix trains on them, as seed 002 suggests. No data augmentation (it would invalidate the cached
+suffix trains on them, as Gerace et al. 2023 suggests. No data augmentation (it would invalidate the cached
 prefix); the same holds for every cut, so profiles stay comparable.
 
 This module needs torch; callers import it lazily.
@@ -115,7 +115,7 @@ def train(st: Stages, cut: str, protocol: Protocol, train_h, train_y, val_h, val
     activations at the last *frozen* stage (``protocol.freeze`` for finetune, else ``cut``), from
     :func:`prefix_activations`; ``train_y``/``val_y``: ``int64[N]`` labels. The model is modified in
     place (suffix re-initialised with ``seed``, then trained). ``theta_a``/``theta_r``: pretrained and
-    seeded random-init state dicts for seed 000's T_FB (finetune only). A non-finite loss stops the
+    seeded random-init state dicts for Chen et al. 2022's T_FB (finetune only). A non-finite loss stops the
     run: the result is ``failed`` with the reason, nothing is raised. ``test_h``/``test_y`` (optional,
     like ``val_h``/``val_y``): a test set evaluated once after the last epoch into ``test_acc``, so a
     caller can pick hyperparameters on the validation part and report an untouched test accuracy.
@@ -145,7 +145,7 @@ def train(st: Stages, cut: str, protocol: Protocol, train_h, train_y, val_h, val
     steps_per_epoch = max(1, math.ceil(len(train_h) / protocol.batch_size))
     if protocol.name == "defrost":
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=protocol.epochs * steps_per_epoch)
-    else:  # initial lr for decay_epochs, then 0.1x (seed 004; decay_epochs 0 = the low lr from the start)
+    else:  # initial lr for decay_epochs, then 0.1x (Plested & Gedeon 2019; decay_epochs 0 = the low lr from the start)
         boundary = protocol.decay_epochs * steps_per_epoch
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0 if step < boundary else 0.1)
     use_amp = device.startswith("cuda")

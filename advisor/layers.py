@@ -1,9 +1,9 @@
 """``advisor.layers``: per-cut profiles of one model and the freeze depth they recommend.
 
 The recommendation (``recommend``) is the cut that maximises the primary estimator's similarity to
-the target (seed 003 eq. 6, k = argmax_k s(G_k, G_e)), moderated by the probe size: small targets
-favour deeper freezing (seed 002: with few target examples the optimal defrosting keeps more
-pretrained layers; seed 004 Table 2: 10–50 examples per class → freeze 5–6 of 7 layers, 100–250 →
+the target (Song et al. 2020 eq. 6, k = argmax_k s(G_k, G_e)), moderated by the probe size: small targets
+favour deeper freezing (Gerace et al. 2023: with few target examples the optimal defrosting keeps more
+pretrained layers; Plested & Gedeon 2019 Table 2: 10–50 examples per class → freeze 5–6 of 7 layers, 100–250 →
 1, ≥ 500 → 0). Concretely, every cut whose score is within a tolerance of the best (after scaling
 the profile to [0, 1]) is a candidate and the deepest candidate is chosen; the tolerance is 10 % of
 the profile's range at ≤ 25 examples per class, 5 % at ≤ 100, and 0 (plain argmax) above.

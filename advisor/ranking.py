@@ -331,7 +331,7 @@ ATTRIBUTION_GRID = 16  # node vectors: Gradient×Input summed over channels, poo
 
 def model_attributions(mf: ModelFeatures, probe: Probe, decoded: "_Decoded", *, img_size: int | None, batch_size: int,
                        progress: Progress) -> dict[str, np.ndarray]:
-    """DEPARA node attributions of every cut (seed 003 eq. 3) on the probe: cached, else computed."""
+    """DEPARA node attributions of every cut (Song et al. 2020 eq. 3) on the probe: cached, else computed."""
     fp, ph = mf.resolved.fingerprint, mf.preproc_hash
     key = [fp, probe.hash, ph, ATTRIBUTION_GRID]
     with cache.connect(read_only=True) as con:

@@ -5,9 +5,9 @@
   [N, C], so two images are neighbours exactly when they share a class (DEPARA: the same-class
   graph; there are no attributions, so only DEPARA's edge term applies);
 - ``model:<id>[@cut]``: a model already trained on the target (DEPARA's F_e of the target task,
-  seed 003 §3.5); ``cut`` defaults to ``pre_logits``. Its features (and attributions when an
+  Song et al. 2020 §3.5); ``cut`` defaults to ``pre_logits``. Its features (and attributions when an
   estimator needs them) come from the same cached pipeline as any candidate;
-- ``scratch``: a small network trained from scratch on the probe (seed 002), see
+- ``scratch``: a small network trained from scratch on the probe (Gerace et al. 2023), see
   :mod:`advisor.scratch`; its pre-logits features serve as the target representation.
 """
 

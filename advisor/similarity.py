@@ -3,16 +3,16 @@
 Pure numeric module (numpy only; no torch). Every function takes two representations of the
 *same* N probe points, ``X`` [N, D1] and ``Y`` [N, D2] (rows aligned), and returns a float.
 
-* :func:`cka` -- centred kernel alignment, the feature-similarity measure of seed 001
+* :func:`cka` -- centred kernel alignment, the feature-similarity measure of Neyshabur et al. 2020
   (Neyshabur et al. 2020, "What is being transferred in transfer learning?", §3.2 "Feature
-  Similarity", Table 1) and of seed 002's App. C / Fig. 9 (Gerace et al., "Optimal transfer
+  Similarity", Table 1) and of Gerace et al. 2023's App. C / Fig. 9 (Gerace et al., "Optimal transfer
   protocol by incremental layer defrosting", ref. [23]). Both cite Kornblith et al. 2019,
   "Similarity of Neural Network Representations Revisited" (ICML), which is the reference
   implemented here (its eqs. 1-3 and §3 "Comparing Similarity Structures", and its public
   reference code ``gram_linear``/``gram_rbf``/``center_gram``/``cka``/
   ``feature_space_linear_cka``). The seed papers themselves give no formula.
 * :func:`information_imbalance` / :func:`information_imbalance_pair` -- the Information
-  Imbalance (II) of seed 002, section "Representation similarity and transferability" (Fig. 6,
+  Imbalance (II) of Gerace et al. 2023, section "Representation similarity and transferability" (Fig. 6,
   App. B Fig. 8), ref. [43] = Glielmo et al. 2022, "Ranking the information content of distance
   measures" (PNAS Nexus 1(2) pgac039), whose definition
   ``Delta(A->B) = (2/N) <r^B | r^A = 1> = 2/N^2 * sum_{i,j: r^A_ij = 1} r^B_ij`` is implemented.
@@ -238,7 +238,7 @@ def _rbf_gram(z: np.ndarray, threshold: float, name: str) -> np.ndarray:
 def cka(X, Y, kernel: str = "linear", threshold: float = 1.0, debiased: bool = False) -> float:
     """Centred kernel alignment between two representations of the same N points.
 
-    Definition (Kornblith et al. 2019, eqs. 1-3; used by seed 001 §3.2 / Table 1 and seed 002
+    Definition (Kornblith et al. 2019, eqs. 1-3; used by Neyshabur et al. 2020 §3.2 / Table 1 and Gerace et al. 2023
     App. C / Fig. 9):  ``CKA(K, L) = HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L))`` with ``K``, ``L``
     the N x N kernel (Gram) matrices of the rows of ``X`` and ``Y``.
 
@@ -395,7 +395,7 @@ def _rank_sums(a: np.ndarray, b: np.ndarray, k: int, both: bool) -> tuple[int, i
 def information_imbalance_pair(A, B, k: int = 1, max_points: int | None = None, seed: int = 0) -> dict:
     """Information Imbalance in both directions: ``{"a_to_b", "b_to_a", "n_used"}``.
 
-    Definition (seed 002, section "Representation similarity and transferability", inline formula
+    Definition (Gerace et al. 2023, section "Representation similarity and transferability", inline formula
     II = 2/N^2 sum_i n_i, citing [43] = Glielmo et al. 2022, whose definition of Delta(A->B) is
     used, with the k-neighbour average of their reference code DADApy ``_return_imbalance``)::
 
@@ -408,11 +408,11 @@ def information_imbalance_pair(A, B, k: int = 1, max_points: int | None = None, 
     mean N/2, Delta ~ 1 for every k (the 1/k keeps this limit at 1). Values > 1 are possible
     (A's neighbours are systematically far in B).
 
-    Discrepancy between the papers: seed 002 counts n_i = number of points *strictly closer* to i
+    Discrepancy between the papers: Gerace et al. 2023 counts n_i = number of points *strictly closer* to i
     than j in B (i.e. n_i = r^B_ij - 1, the nearest neighbour gives 0) and writes
-    II = 2/N^2 sum_i n_i, which is Glielmo's value minus exactly 2/N (so seed 002's II is exactly
+    II = 2/N^2 sum_i n_i, which is Glielmo's value minus exactly 2/N (so Gerace et al. 2023's II is exactly
     0 for identical spaces and (N-2)/N in the independent limit). Glielmo's convention (rank
-    from 1) is returned; subtract 2/N (for any k) to get seed 002's II. The two agree as N grows.
+    from 1) is returned; subtract 2/N (for any k) to get Gerace et al. 2023's II. The two agree as N grows.
 
     Details: Euclidean distances, squared, by the Gram expansion in float64 on centred copies
     (BLAS speed). Two squared distances that differ by less than the expansion's rounding bound
@@ -421,7 +421,7 @@ def information_imbalance_pair(A, B, k: int = 1, max_points: int | None = None, 
     source space the k nearest are the points within tolerance below the k-th distance, completed
     from those tied with it by lowest index first; in the target space
     r^B_ij = 1 + #{l != i: d^B_il < d^B_ij}, so points equidistant with j share its (smallest)
-    rank -- exactly seed 002's "number of points whose distance from i is smaller" + 1. A constant
+    rank -- exactly Gerace et al. 2023's "number of points whose distance from i is smaller" + 1. A constant
     B therefore gives Delta(A->B) = 2/N (anything predicts it); a constant A gives ~1.
     Memory O(chunk x k x N) booleans, chunks of rows; no N x N matrix.
 
@@ -439,7 +439,7 @@ def information_imbalance_pair(A, B, k: int = 1, max_points: int | None = None, 
 def information_imbalance(A, B, k: int = 1, max_points: int | None = None, seed: int = 0) -> float:
     """Delta(A -> B): how well distances in A predict the neighbourhoods of B (0: perfectly,
     ~1: not at all). Same definition, conventions and arguments as
-    :func:`information_imbalance_pair` (Glielmo et al. 2022; seed 002, "Representation
+    :func:`information_imbalance_pair` (Glielmo et al. 2022; Gerace et al. 2023, "Representation
     similarity and transferability"), computing only this direction."""
     return _imbalances(A, B, k, max_points, seed, both=False)[0]
 

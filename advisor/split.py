@@ -1,8 +1,8 @@
 """Split a timm model at a cut into a frozen prefix and a trainable suffix.
 
-Validation fine-tunes (seed 002's layer-wise defrosting, seed 004's transfer protocols) keep the
+Validation fine-tunes (Gerace et al. 2023's layer-wise defrosting, Plested & Gedeon 2019's transfer protocols) keep the
 layers before a cut fixed and train the rest. To do that cheaply the prefix is run once per image
-and only the suffix is trained (seed 002, "Efficient Defrosting Protocol"), which needs the model as
+and only the suffix is trained (Gerace et al. 2023, "Efficient Defrosting Protocol"), which needs the model as
 a sequence of stages. timm has no generic "forward from layer k" API, so the sequence is found by
 watching ``forward_features``: the model's direct children are hooked (and, for cuts inside a
 container such as ``blocks.2``, that container's children instead) and recorded in call order.

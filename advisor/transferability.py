@@ -1,4 +1,4 @@
-"""Parameter-distance transferability (seed 000, eq. 1-2), a pure function of parameter arrays.
+"""Parameter-distance transferability (Chen et al. 2022, eq. 1-2), a pure function of parameter arrays.
 
 For one layer with parameters ``θ`` (all its tensors, flattened; ``K`` numbers in total)::
 
@@ -20,7 +20,7 @@ import numpy as np
 
 
 def mean_abs_distance(a, b) -> float:
-    """``D`` of seed 000: mean absolute difference of two equally shaped parameter arrays (float64)."""
+    """``D`` of Chen et al. 2022: mean absolute difference of two equally shaped parameter arrays (float64)."""
     a = np.asarray(a, dtype=np.float64).ravel()
     b = np.asarray(b, dtype=np.float64).ravel()
     if a.shape != b.shape:

@@ -59,10 +59,10 @@ class ValidationResult:
     device: str
 
     def best_range(self, model: str) -> tuple[str, str, str] | None:
-        """(best measured cut, shallower neighbour, deeper neighbour) among the sampled cuts: seed 002
+        """(best measured cut, shallower neighbour, deeper neighbour) among the sampled cuts: Gerace et al. 2023
         finds profiles regular enough that the optimum lies between the best sample's neighbours. Ties
         go to the deepest cut: the same accuracy with less to train (and small targets favour deeper
-        freezing, seeds 002/004)."""
+        freezing, Gerace et al. 2023; Plested & Gedeon 2019)."""
         prof = self.profile(model)
         if not prof:
             return None
@@ -328,7 +328,7 @@ def _validate_model(model_id, resolved, loaded, st, wanted, train, val, proto, r
     x = {part: preprocess_all(loaded, p, f"the {part} split", "validation") for part, p in (("train", train), ("val", val))}
     y = {"train": torch.as_tensor(train.labels), "val": torch.as_tensor(val.labels)}
     theta_a = {k: v.detach().clone() for k, v in module.state_dict().items()}
-    theta_r = {}  # per seed: θ_r of seed 000 is the random init with the run's own seed
+    theta_r = {}  # per seed: θ_r of Chen et al. 2022 is the random init with the run's own seed
     for cut in dict.fromkeys(c for c, _ in todo):
         frozen = proto.freeze if proto.name == "finetune" else cut
         t0 = time.perf_counter()
@@ -354,7 +354,7 @@ def _ordered(rows, cuts):
 
 
 def _random_init(resolved, num_classes: int, seed: int) -> dict:
-    """θ_r of seed 000: the architecture's own random initialisation under ``seed``."""
+    """θ_r of Chen et al. 2022: the architecture's own random initialisation under ``seed``."""
     import timm
     import torch
 

@@ -1,11 +1,11 @@
 """Domain gap, width and data amount of the shared data sets against the ImageNet reference
-(seed 000 "Datasets and Metrics"), and the eq. 3 forecast for each; writes docs/domain_shared.md.
+(Chen et al. 2022 "Datasets and Metrics"), and the eq. 3 forecast for each; writes docs/domain_shared.md.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/domain_shared.py [--write-ref]
 
 ``--write-ref`` (re)builds the shipped reference ``registry/domains/imagenet.npz`` from
 ``../shared/data/imagenet_sample/images`` (all 1,000 images) together with its Table-2 calibration
-(the flowers17 train split = seed 000's Flowers; see ``advisor.domain.anchor_scale``). Without it the
+(the flowers17 train split = Chen et al. 2022's Flowers; see ``advisor.domain.anchor_scale``). Without it the
 shipped reference is used as is (and its calibration is re-measured and compared).
 """
 

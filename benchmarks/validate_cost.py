@@ -9,7 +9,7 @@ A. A K-cut defrosting profile with prefix caching (``advisor.finetune.prefix_act
    (same code, with the suffix's input recomputed from the images each step). Goal: ≤ 0.5× the time.
    The two must reach the same accuracies (same math), which is checked and reported.
 B. ``advisor rank`` (cold: extraction + default estimators, empty cache) against fine-tuning every
-   candidate (``finetune`` protocol of seed 004, all layers trainable, the new head at lr 0.01 and
+   candidate (``finetune`` protocol of Plested & Gedeon 2019, all layers trainable, the new head at lr 0.01 and
    the transferred layers at 0.001), each timed for ``--ft-epochs`` epochs on the same images. Goal:
    rank ≥ 100× cheaper.
 """
@@ -27,7 +27,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
-PROFILE_CASES = [  # (model, data, train images); cuts: advisor validate's default (seed 002's range)
+PROFILE_CASES = [  # (model, data, train images); cuts: advisor validate's default (Gerace et al. 2023's range)
     ("resnet56_cifar10", "cifar10_small", 500),
     ("tf_efficientnet_lite0", "pacs_art_painting", 140),
 ]

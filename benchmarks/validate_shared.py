@@ -6,7 +6,7 @@ Run:  .venv/bin/python benchmarks/validate_shared.py [--epochs 10] [--repeats 2]
 1. EfficientNet-Lite0 on pacs_art_painting (its own train / test splits) at the default cuts
    (after the first down-sampling to pre_logits), and ResNet-56-CIFAR on cifar10_small at act1,
    layer1, layer2, layer3 (its pre_logits is layer3 plus the average pool: the same run), with the
-   ``defrost`` protocol (seed 002), ``--repeats`` seeds each, via :func:`advisor.validate.validate`
+   ``defrost`` protocol (Gerace et al. 2023), ``--repeats`` seeds each, via :func:`advisor.validate.validate`
    (cached in DuckDB under $ADVISOR_HOME, so a rerun only redoes what is missing).
 2. ``advisor layers`` on the training split with every label-based estimator: each one's
    recommended cut, and its distance (in cut positions) from the measured best cut; the weighted

@@ -1,6 +1,6 @@
 """Estimators ``cka``, ``cka-debiased``, ``cka-rbf``: similarity of a cut to the target reference.
 
-Centred kernel alignment (Kornblith et al. 2019; seed 001 §3.2 and seed 002 App. C use it to compare
+Centred kernel alignment (Kornblith et al. 2019; Neyshabur et al. 2020 §3.2 and Gerace et al. 2023 App. C use it to compare
 representations) between the candidate's features at a cut [N, D] and the target-side reference
 representation [N, D'] (``--reference``: the one-hot labels, a target model's features, or a
 scratch-trained network's). Higher means the cut already organises the probe the way the target

@@ -1,4 +1,4 @@
-"""Estimators ``depara``, ``depara-nodes``, ``depara-edges``: DEPARA graph similarity (seed 003).
+"""Estimators ``depara``, ``depara-nodes``, ``depara-edges``: DEPARA graph similarity (Song et al. 2020).
 
 A cut's deep attribution graph has one node per probe image — the Gradient×Input attribution of
 ‖F_k(x)‖² (eq. 3; :mod:`advisor.attributions`) — and edges = cosine similarities of the cut's

@@ -1,4 +1,4 @@
-"""DEPARA (seed 003): attribution nodes (advisor.attributions) and graph similarity (advisor.depara)."""
+"""DEPARA (Song et al. 2020): attribution nodes (advisor.attributions) and graph similarity (advisor.depara)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""advisor.domain (seed 000 domain gap / width / eq. 3) and `advisor domain`: the math against
+"""advisor.domain (Chen et al. 2022 domain gap / width / eq. 3) and `advisor domain`: the math against
 hand-computed or independent facts, bad inputs as one-line errors, and the shared data sets."""
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ def tiny(tiny_weights):
 
 
 def test_profile_with_the_model_itself_as_reference(image_folder, tiny):
-    """DEPARA of a model with itself is 1 + λ at the reference cut (seed 003 eq. 5, λ = 1)."""
+    """DEPARA of a model with itself is 1 + λ at the reference cut (Song et al. 2020 eq. 5, λ = 1)."""
     prof = advisor.layers(tiny, str(image_folder), ["depara", "depara-nodes", "depara-edges", "cka"], img_size=32,
                           reference=f"model:{tiny}@blocks.3")
     at = prof.cuts.index("blocks.3")

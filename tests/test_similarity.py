@@ -1,7 +1,7 @@
 """Mathematical properties of advisor.similarity (CKA, Information Imbalance) on random data.
 
-References: Kornblith et al. 2019 (CKA; seed 001 §3.2, seed 002 App. C) and Glielmo et al. 2022
-(Information Imbalance; seed 002 "Representation similarity and transferability")."""
+References: Kornblith et al. 2019 (CKA; Neyshabur et al. 2020 §3.2, Gerace et al. 2023 App. C) and Glielmo et al. 2022
+(Information Imbalance; Gerace et al. 2023 "Representation similarity and transferability")."""
 
 from __future__ import annotations
 

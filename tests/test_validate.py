@@ -216,7 +216,7 @@ def test_layers_validate_shows_the_measured_profile(run_cli, image_folder, resne
     assert code == 0, err
     data = json.loads(out)
     measured = data["measured"]
-    assert set(measured) == {"layer1", "layer2", "layer3", "layer4", "pre_logits"}  # seed 002's default cut range
+    assert set(measured) == {"layer1", "layer2", "layer3", "layer4", "pre_logits"}  # Gerace et al. 2023's default cut range
     assert all(0 <= m["mean"] <= 1 and m["runs"] == 1 for m in measured.values())
     assert png.stat().st_size > 10_000
     code, out, err = run_cli("layers", resnet_id, str(image_folder), "-e", "cka", "--validate", "--epochs", "1")

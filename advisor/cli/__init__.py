@@ -1,6 +1,6 @@
 """The ``advisor`` command line. Each command lives in its own module here:
 ``rank.py`` (model selection), ``layers.py`` (freeze depth), ``validate.py`` (short fine-tunes that
-measure), ``domain.py`` (seed 000's domain forecast), ``bench.py`` (estimators vs ground truth),
+measure), ``domain.py`` (Chen et al. 2022's domain forecast), ``bench.py`` (estimators vs ground truth),
 ``plugins.py`` (what is installed), ``cache.py`` (the DuckDB cache).
 
 Every outcome is decided here, at the edge, and nowhere else (``main``):

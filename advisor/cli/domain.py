@@ -1,4 +1,4 @@
-"""``advisor domain``: domain gap, width and data amount of PROBE, and seed 000's forecast of T_FB.
+"""``advisor domain``: domain gap, width and data amount of PROBE, and Chen et al. 2022's forecast of T_FB.
 
 ``advisor domain PROBE`` is short for ``advisor domain show PROBE`` (a group whose first argument is
 not a sub-command name runs ``show``); ``advisor domain build-ref NAME FOLDER`` builds a source
