@@ -44,6 +44,21 @@ def run_cli(capsys):
     return run
 
 
+def assert_one_line_error(result, *needles, home=None) -> str:
+    """``result`` = ``run_cli(...)``'s (code, out, err): exit 2 and one ``error:`` line on stderr, no
+    traceback, containing every needle; with ``home``, nothing was written to the cache there.
+    Returns that line."""
+    code, _, err = result
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in err, err
+    for n in needles:
+        assert n in lines[0], lines[0]
+    if home is not None:
+        assert not (home / "advisor.duckdb").exists(), "a failed run wrote to the cache"
+    return lines[0]
+
+
 def write_images(root: Path, classes: dict[str, int], size: int = 24, seed: int = 0) -> Path:
     """An ImageFolder tree of small PNGs whose colour depends on the class (so labels are learnable)."""
     from PIL import Image

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import SHARED, write_images
+from conftest import SHARED, assert_one_line_error, write_images
 
 from advisor import domain
 
@@ -226,13 +226,6 @@ def test_cli_grey_tiny_npz_and_huge_image(run_cli, tmp_path):
     assert json.loads(out)["N"] == 2
 
 
-def _one_line_error(result, *needles):
-    code, _, err = result
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in err, err
-    for n in needles:
-        assert n in lines[0], lines[0]
 
 
 def test_cli_bad_inputs_are_one_line_errors(run_cli, tmp_path, image_folder):
@@ -241,21 +234,21 @@ def test_cli_bad_inputs_are_one_line_errors(run_cli, tmp_path, image_folder):
     from PIL import Image
 
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(one / "a.png")
-    _one_line_error(run_cli("domain", str(one)), "at least 2")
-    _one_line_error(run_cli("domain", str(tmp_path / "nope")), "does not exist")
-    _one_line_error(run_cli("domain", str(image_folder), "--source", "places"), "no source reference 'places'", "build-ref")
-    _one_line_error(run_cli("domain", str(image_folder), "--model", "resnet56_cifar10"), "'cifar10'", "build-ref")
-    _one_line_error(run_cli("domain", str(image_folder), "--max-images", "1"), "--max-images")
-    _one_line_error(run_cli("domain", str(image_folder), "--fit", "mine"), "--fit")
+    assert_one_line_error(run_cli("domain", str(one)), "at least 2")
+    assert_one_line_error(run_cli("domain", str(tmp_path / "nope")), "does not exist")
+    assert_one_line_error(run_cli("domain", str(image_folder), "--source", "places"), "no source reference 'places'", "build-ref")
+    assert_one_line_error(run_cli("domain", str(image_folder), "--model", "resnet56_cifar10"), "'cifar10'", "build-ref")
+    assert_one_line_error(run_cli("domain", str(image_folder), "--max-images", "1"), "--max-images")
+    assert_one_line_error(run_cli("domain", str(image_folder), "--fit", "mine"), "--fit")
     dots = tmp_path / "dots"
     dots.mkdir()
     for i in range(3):
         Image.fromarray(np.zeros((1, 1, 3), np.uint8)).save(dots / f"d{i}.png")
-    _one_line_error(run_cli("domain", str(dots)), "1×1", "at least 2×2")
+    assert_one_line_error(run_cli("domain", str(dots)), "1×1", "at least 2×2")
     empty = tmp_path / "empty"
     empty.mkdir()
-    _one_line_error(run_cli("domain", "build-ref", "empty", str(empty)), "contains nothing")
-    _one_line_error(run_cli("domain", "build-ref", "bad/name", str(image_folder)), "not allowed")
+    assert_one_line_error(run_cli("domain", "build-ref", "empty", str(empty)), "contains nothing")
+    assert_one_line_error(run_cli("domain", "build-ref", "bad/name", str(image_folder)), "not allowed")
 
 
 def test_corrupt_image_is_skipped_with_a_warning(run_cli, image_folder):
@@ -269,7 +262,7 @@ def test_build_ref_then_use_it(run_cli, tmp_path, image_folder, advisor_home):
     code, out, err = run_cli("domain", "build-ref", "toys", str(src))
     assert code == 0, err
     assert (advisor_home / "domains" / "toys.npz").is_file()
-    _one_line_error(run_cli("domain", "build-ref", "toys", str(src)), "already exists", "--force")
+    assert_one_line_error(run_cli("domain", "build-ref", "toys", str(src)), "already exists", "--force")
     assert run_cli("domain", "build-ref", "toys", str(src), "--force")[0] == 0
     code, out, err = run_cli("domain", str(image_folder), "--source", "toys", "--json")
     assert code == 0, err
@@ -293,18 +286,18 @@ def test_refit_from_csv(run_cli, tmp_path, image_folder):
     assert r["fit"]["r"] == pytest.approx(domain.refit(rows).r)
     short = tmp_path / "short.csv"
     short.write_text("G,W,N,T\n1,2,300,4\n")
-    _one_line_error(run_cli("domain", str(image_folder), "--refit-from", str(short)), "at least 6")
+    assert_one_line_error(run_cli("domain", str(image_folder), "--refit-from", str(short)), "at least 6")
     nocol = tmp_path / "nocol.csv"
     nocol.write_text("G,W,T\n1,2,4\n")
-    _one_line_error(run_cli("domain", str(image_folder), "--refit-from", str(nocol)), "lacks column(s) N")
+    assert_one_line_error(run_cli("domain", str(image_folder), "--refit-from", str(nocol)), "lacks column(s) N")
     text = tmp_path / "text.csv"
     text.write_text("G,W,N,T\n1,2,x,4\n")
-    _one_line_error(run_cli("domain", str(image_folder), "--refit-from", str(text)), "row 2 is not numeric")
-    _one_line_error(run_cli("domain", str(image_folder), "--refit-from", str(tmp_path / "missing.csv")), "does not exist")
+    assert_one_line_error(run_cli("domain", str(image_folder), "--refit-from", str(text)), "row 2 is not numeric")
+    assert_one_line_error(run_cli("domain", str(image_folder), "--refit-from", str(tmp_path / "missing.csv")), "does not exist")
 
 
 def test_usage_errors_are_one_line(run_cli, image_folder):
-    _one_line_error(run_cli("domain", "show"), "Missing argument")
-    _one_line_error(run_cli("domain", str(image_folder), "--bogus"), "No such option: --bogus")
-    _one_line_error(run_cli("domain", str(image_folder), "--max-images", "many"), "--max-images")
+    assert_one_line_error(run_cli("domain", "show"), "Missing argument")
+    assert_one_line_error(run_cli("domain", str(image_folder), "--bogus"), "No such option: --bogus")
+    assert_one_line_error(run_cli("domain", str(image_folder), "--max-images", "many"), "--max-images")
     assert run_cli("domain")[0] == 0  # no arguments: help

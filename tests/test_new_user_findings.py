@@ -9,12 +9,9 @@ import signal
 import numpy as np
 import pytest
 
-from tests.conftest import file_id, write_images
+from tests.conftest import assert_one_line_error, file_id, write_images
 
 
-def _one_line(code, err, expect=2):
-    assert code == expect, err
-    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
 
 
 def test_validate_cap_near_the_training_size_and_below_the_classes(tmp_path, run_cli, tiny_weights):
@@ -33,43 +30,32 @@ def test_validate_cap_near_the_training_size_and_below_the_classes(tmp_path, run
 
 @pytest.mark.parametrize("device", ["tpu", "CPU", "meta", "cuda:x"])
 def test_device_values_are_checked(tmp_path, run_cli, image_folder, tiny_weights, device):
-    code, out, err = run_cli("validate", str(image_folder), "--models", file_id(tiny_weights["test_resnet"], "test_resnet"), "--epochs", "1",
-                             "--device", device)
-    _one_line(code, err)
-    assert "--device" in err
+    assert_one_line_error(run_cli("validate", str(image_folder), "--models", file_id(tiny_weights["test_resnet"], "test_resnet"),
+                                  "--epochs", "1", "--device", device), "--device")
 
 
 @pytest.mark.parametrize("lr", ["inf", "-inf"])
 def test_infinite_learning_rate_is_refused(run_cli, image_folder, tiny_weights, lr):
-    code, out, err = run_cli("validate", str(image_folder), "--models", file_id(tiny_weights["test_resnet"], "test_resnet"), "--epochs", "1", "--lr", lr)
-    _one_line(code, err)
-    assert "--lr" in err
+    assert_one_line_error(run_cli("validate", str(image_folder), "--models", file_id(tiny_weights["test_resnet"], "test_resnet"), "--epochs", "1", "--lr", lr), "--lr")
 
 
 def test_top_and_models_together_are_refused(run_cli, image_folder, tiny_weights):
-    code, out, err = run_cli("validate", str(image_folder), "--models", file_id(tiny_weights["test_resnet"], "test_resnet"), "--top", "2")
-    _one_line(code, err)
+    assert_one_line_error(run_cli("validate", str(image_folder), "--models", file_id(tiny_weights["test_resnet"], "test_resnet"), "--top", "2"))
 
 
 @pytest.mark.parametrize("value", ["", ",", " , "])
 def test_empty_models_list_is_not_the_default_models(run_cli, image_folder, value):
-    code, out, err = run_cli("rank", str(image_folder), "--models", value, "-e", "knn")
-    _one_line(code, err)
-    assert "names no model" in err
+    assert_one_line_error(run_cli("rank", str(image_folder), "--models", value, "-e", "knn"), "names no model")
 
 
 def test_building_a_reference_cannot_take_a_shipped_name(tmp_path, run_cli, image_folder):
-    code, out, err = run_cli("domain", "build-ref", "imagenet", str(image_folder))
-    _one_line(code, err)
-    assert "shipped" in err and "imagenet-mine" in err
+    assert_one_line_error(run_cli("domain", "build-ref", "imagenet", str(image_folder)), "shipped", "imagenet-mine")
 
 
 def test_folder_mixing_loose_images_and_class_folders_is_refused(tmp_path, run_cli):
     root = write_images(tmp_path / "mixed", {"a": 3, "b": 3})
     (root / "a" / "a_000.png").rename(root / "loose.png")
-    code, out, err = run_cli("rank", str(root), "-e", "knn")
-    _one_line(code, err)
-    assert "mixes 1 loose image" in err
+    assert_one_line_error(run_cli("rank", str(root), "-e", "knn"), "mixes 1 loose image")
 
 
 def test_csv_listing_an_image_twice_is_refused(tmp_path, run_cli):
@@ -80,9 +66,7 @@ def test_csv_listing_an_image_twice_is_refused(tmp_path, run_cli):
     (tmp_path / "clash.csv").write_text("\n".join(rows + [f"{files[0]},b"]) + "\n")
     (tmp_path / "dir.csv").write_text("\n".join(rows + [f"{root / 'a'},a"]) + "\n")
     for name, words in (("dup.csv", "twice"), ("clash.csv", "different labels"), ("dir.csv", "names a folder")):
-        code, out, err = run_cli("rank", str(tmp_path / name), "-e", "knn")
-        _one_line(code, err)
-        assert words in err
+        assert_one_line_error(run_cli("rank", str(tmp_path / name), "-e", "knn"), words)
 
 
 def test_nan_weights_fail_their_model_and_store_nothing(tmp_path, run_cli, image_folder, tiny_weights):
@@ -92,9 +76,7 @@ def test_nan_weights_fail_their_model_and_store_nothing(tmp_path, run_cli, image
     sd = {k: (v * float("nan") if v.is_floating_point() and k.endswith("weight") else v) for k, v in sd.items()}
     bad = tmp_path / "nan.safetensors"
     save_file(sd, str(bad))
-    code, out, err = run_cli("rank", str(image_folder), "--models", file_id(bad, "test_resnet"), "-e", "knn")
-    _one_line(code, err)
-    assert "non-finite features" in err
+    assert_one_line_error(run_cli("rank", str(image_folder), "--models", file_id(bad, "test_resnet"), "-e", "knn"), "non-finite features")
     from advisor import cache
 
     with cache.connect(read_only=True) as con:

@@ -8,23 +8,11 @@ import zipfile
 
 import numpy as np
 import pytest
-from conftest import write_images
+from conftest import assert_one_line_error, write_images
 from PIL import Image
 
 from advisor import AdvisorError, load_probe
 from advisor.probe import DECODE_SIDE, open_image, pixels_to_uint8
-
-
-def _one_line(result, *needles, home=None):
-    code, _, err = result
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in err, err
-    for n in needles:
-        assert n in lines[0], lines[0]
-    if home is not None:
-        assert not (home / "advisor.duckdb").exists(), "a failed run wrote to the cache"
-    return lines[0]
 
 
 @pytest.fixture
@@ -211,10 +199,10 @@ def test_npz_ambiguous_pixels_are_refused_with_range_and_fix(arr, needles):
 
 def test_npz_float_0_255_is_one_line_on_the_cli_and_writes_nothing(tmp_path, run_cli, weights_stub, advisor_home):
     path = _npz(tmp_path, images=np.random.default_rng(0).uniform(0, 255, (8, 6, 6, 3)), labels=_labels())
-    _one_line(run_cli("rank", str(path), "--models", weights_stub), "floats in [", "divide by 255", home=advisor_home)
+    assert_one_line_error(run_cli("rank", str(path), "--models", weights_stub), "floats in [", "divide by 255", home=advisor_home)
     path = _npz(tmp_path, "n.npz", images=np.full((8, 6, 6), np.nan), labels=_labels())
-    _one_line(run_cli("rank", str(path), "--models", weights_stub), "NaN", home=advisor_home)
-    _one_line(run_cli("domain", str(path)), "NaN")
+    assert_one_line_error(run_cli("rank", str(path), "--models", weights_stub), "NaN", home=advisor_home)
+    assert_one_line_error(run_cli("domain", str(path)), "NaN")
 
 
 def test_npz_uint16_probe_loads_scaled(tmp_path):
@@ -314,7 +302,7 @@ def test_bad_npz_is_a_one_line_error_never_suggesting_pickle(tmp_path, run_cli, 
     with pytest.raises(AdvisorError) as info:
         load_probe(str(path))
     assert info.value.hint and "pickle" not in str(info.value).lower()
-    line = _one_line(run_cli("rank", str(path), "--models", weights_stub), *needles, home=advisor_home)
+    line = assert_one_line_error(run_cli("rank", str(path), "--models", weights_stub), *needles, home=advisor_home)
     assert "allow_pickle" not in line and "pickle.load" not in line
 
 
@@ -325,7 +313,7 @@ def test_minimum_images_is_checked_after_skipping_unreadable(tmp_path, run_cli, 
     root = write_images(tmp_path / "p", {"a": 3, "b": 2})
     for f in (root / "a" / "a_000.png", root / "b" / "b_000.png"):
         f.write_bytes(b"corrupt")
-    _one_line(run_cli("rank", str(root), "--models", weights_stub),
+    assert_one_line_error(run_cli("rank", str(root), "--models", weights_stub),
               "has 3 images once 2 unreadable of 5 are skipped", "a_000.png", "at least 4", home=advisor_home)
 
 
@@ -348,8 +336,8 @@ def test_split_on_data_without_splits_is_an_error_naming_what_is_there(tmp_path,
     with pytest.raises(AdvisorError, match=r"--split test: probe folder .* holds cat/, dog/, eel/"):
         load_probe(str(image_folder), split="test")
     assert len(load_probe(str(image_folder), split="train")) == 24  # the default still means "all of it"
-    _one_line(run_cli("rank", str(image_folder), "--split", "test", "--models", weights_stub), "cat/, dog/, eel/", home=advisor_home)
-    _one_line(run_cli("domain", str(image_folder), "--split", "val"), "--split val")
+    assert_one_line_error(run_cli("rank", str(image_folder), "--split", "test", "--models", weights_stub), "cat/, dog/, eel/", home=advisor_home)
+    assert_one_line_error(run_cli("domain", str(image_folder), "--split", "val"), "--split val")
     flat = write_images(tmp_path / "flat", {"x": 5}) / "x"
     with pytest.raises(AdvisorError, match="holds no sub-folders"):
         load_probe(str(flat), split="val")
@@ -388,12 +376,12 @@ def test_csv_header_and_excel_bom(tmp_path, image_folder, header, encoding, sep)
     assert len(p) == 24 and p.class_names == ("cat", "dog", "eel")
 
 
-def test_csv_not_utf8_or_binary_is_one_line(tmp_path, run_cli, image_folder, weights_stub, advisor_home):
+def test_csv_not_utf8_or_binary_isassert_one_line_error(tmp_path, run_cli, image_folder, weights_stub, advisor_home):
     rows = ["path,label"] + [r.replace(",cat", ",chat\xe9") for r in _csv_rows(tmp_path, image_folder)]
     (tmp_path / "l.csv").write_bytes("\n".join(rows).encode("latin-1"))
-    _one_line(run_cli("rank", str(tmp_path / "l.csv"), "--models", weights_stub), "not UTF-8", "CSV UTF-8", home=advisor_home)
+    assert_one_line_error(run_cli("rank", str(tmp_path / "l.csv"), "--models", weights_stub), "not UTF-8", "CSV UTF-8", home=advisor_home)
     (tmp_path / "b.csv").write_bytes(b"\x00\x01path,label\n")
-    _one_line(run_cli("rank", str(tmp_path / "b.csv"), "--models", weights_stub), "NUL", home=advisor_home)
+    assert_one_line_error(run_cli("rank", str(tmp_path / "b.csv"), "--models", weights_stub), "NUL", home=advisor_home)
 
 
 def test_validate_too_small_for_estimators_still_prints_the_measurements(tmp_path, run_cli, tiny_weights, advisor_home):
@@ -412,7 +400,7 @@ def test_validate_unknown_estimator_fails_before_training(run_cli, image_folder,
     from conftest import file_id
 
     model = file_id(tiny_weights["test_resnet"], "test_resnet")
-    _one_line(run_cli("validate", str(image_folder), "--models", model, "--epochs", "1", "-e", "logmee"), "logmee", home=advisor_home)
+    assert_one_line_error(run_cli("validate", str(image_folder), "--models", model, "--epochs", "1", "-e", "logmee"), "logmee", home=advisor_home)
 
 
 def test_domain_accepts_a_one_class_folder(tmp_path, run_cli):
@@ -423,7 +411,7 @@ def test_domain_accepts_a_one_class_folder(tmp_path, run_cli):
 
 
 def test_domain_unknown_model_is_an_error_with_did_you_mean(run_cli, image_folder):
-    _one_line(run_cli("domain", str(image_folder), "--model", "tf_efficientnet_lit0"), "unknown model 'tf_efficientnet_lit0'",
+    assert_one_line_error(run_cli("domain", str(image_folder), "--model", "tf_efficientnet_lit0"), "unknown model 'tf_efficientnet_lit0'",
               "did you mean 'tf_efficientnet_lite0'")
 
 
