@@ -36,7 +36,7 @@ import torch
 import torch.nn as nn
 from timm.models._features import feature_take_indices
 
-from advisor.plugins.small_archs import CFGS
+from advisor.plugins.small_archs import CFGS, cfg_for
 
 __all__ = ["FlatHeadCNN", "ccexam_mnist_cnn", "ccexam_usps_cnn", "ccexam_svhn_cnn", "keras_cifar10_cnn", "checkpoint_filter_fn"]
 
@@ -140,22 +140,13 @@ def _kwargs(name: str, kwargs: Dict[str, Any]) -> Tuple[int, int]:
     return num_classes, in_chans
 
 
-def _cfg(name: str, in_chans: int) -> Dict[str, Any]:
-    cfg = dict(CFGS[name], architecture=name)
-    if in_chans != cfg["input_size"][0]:  # mean/std per channel: average them for a grey variant, repeat for colour
-        k = in_chans
-        cfg.update(input_size=(k, *cfg["input_size"][1:]),
-                   mean=(sum(cfg["mean"]) / len(cfg["mean"]),) * k, std=(sum(cfg["std"]) / len(cfg["std"]),) * k)
-    return cfg
-
-
 def ccexam_mnist_cnn(pretrained: bool = False, **kwargs: Any) -> FlatHeadCNN:
     """MNIST CNN (grey 28 px): cuts ``features.2`` (32 ch, 14 px), ``features.5`` (64 ch, 7 px)."""
     _no_pretrained("ccexam_mnist_cnn", pretrained)
     n, c = _kwargs("ccexam_mnist_cnn", kwargs)
     features = nn.Sequential(*_conv_block(c, 32, False), *_conv_block(32, 64, False))
     head = nn.Sequential(nn.Linear(64 * 7 * 7, 128), nn.ReLU(inplace=True), nn.Linear(128, n))
-    return FlatHeadCNN(features, [(2, 32, 2), (5, 64, 4)], head, _cfg("ccexam_mnist_cnn", c))
+    return FlatHeadCNN(features, [(2, 32, 2), (5, 64, 4)], head, cfg_for("ccexam_mnist_cnn", c))
 
 
 def ccexam_usps_cnn(pretrained: bool = False, **kwargs: Any) -> FlatHeadCNN:
@@ -164,7 +155,7 @@ def ccexam_usps_cnn(pretrained: bool = False, **kwargs: Any) -> FlatHeadCNN:
     n, c = _kwargs("ccexam_usps_cnn", kwargs)
     features = nn.Sequential(*_conv_block(c, 32, True), *_conv_block(32, 64, True))
     head = nn.Sequential(nn.Dropout(0.5), nn.Linear(64 * 4 * 4, 128), nn.ReLU(inplace=True), nn.Dropout(0.5), nn.Linear(128, n))
-    return FlatHeadCNN(features, [(3, 32, 2), (7, 64, 4)], head, _cfg("ccexam_usps_cnn", c))
+    return FlatHeadCNN(features, [(3, 32, 2), (7, 64, 4)], head, cfg_for("ccexam_usps_cnn", c))
 
 
 def ccexam_svhn_cnn(pretrained: bool = False, **kwargs: Any) -> FlatHeadCNN:
@@ -178,7 +169,7 @@ def ccexam_svhn_cnn(pretrained: bool = False, **kwargs: Any) -> FlatHeadCNN:
 
     features = nn.Sequential(block(c, 32), block(32, 64), block(64, 128))
     head = nn.Sequential(nn.Dropout(0.5), nn.Linear(128 * 4 * 4, 256), nn.ReLU(inplace=True), nn.Dropout(0.5), nn.Linear(256, n))
-    return FlatHeadCNN(features, [(0, 32, 2), (1, 64, 4), (2, 128, 8)], head, _cfg("ccexam_svhn_cnn", c))
+    return FlatHeadCNN(features, [(0, 32, 2), (1, 64, 4), (2, 128, 8)], head, cfg_for("ccexam_svhn_cnn", c))
 
 
 def keras_cifar10_cnn(pretrained: bool = False, **kwargs: Any) -> FlatHeadCNN:
@@ -197,7 +188,7 @@ def keras_cifar10_cnn(pretrained: bool = False, **kwargs: Any) -> FlatHeadCNN:
         layers += [nn.Conv2d(cin, width, 3), nn.ReLU(inplace=True), nn.BatchNorm2d(width, eps=1e-3)]
         cin = width
     head = nn.Sequential(nn.Linear(64, 1024), nn.ReLU(inplace=True), nn.Linear(1024, 512), nn.ReLU(inplace=True), nn.Linear(512, n))
-    return FlatHeadCNN(nn.Sequential(*layers), [(5, 64, 1), (12, 128, 3), (19, 64, 32)], head, _cfg("keras_cifar10_cnn", c),
+    return FlatHeadCNN(nn.Sequential(*layers), [(5, 64, 1), (12, 128, 3), (19, 64, 32)], head, cfg_for("keras_cifar10_cnn", c),
                        logit_act=nn.ReLU())
 
 

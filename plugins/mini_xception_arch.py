@@ -38,7 +38,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.models._features import feature_take_indices
 
-from advisor.plugins.small_archs import CFGS
+from advisor.plugins.small_archs import CFGS, cfg_for
 
 __all__ = ["MiniXception", "mini_xception", "checkpoint_filter_fn"]
 
@@ -177,10 +177,7 @@ def mini_xception(pretrained: bool = False, **kwargs: Any) -> MiniXception:
     kwargs.pop("drop_rate", None)
     if kwargs:
         raise TypeError(f"mini_xception got unsupported arguments {sorted(kwargs)} (supported: num_classes, in_chans)")
-    cfg = dict(CFGS["mini_xception"], architecture="mini_xception")
-    if in_chans != 1:
-        cfg.update(input_size=(in_chans, *cfg["input_size"][1:]), mean=cfg["mean"] * in_chans, std=cfg["std"] * in_chans)
-    return MiniXception(num_classes, in_chans, cfg)
+    return MiniXception(num_classes, in_chans, cfg_for("mini_xception", in_chans))
 
 
 _BN = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean", "moving_variance": "running_var"}

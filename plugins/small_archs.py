@@ -37,6 +37,17 @@ CFGS: Dict[str, Dict[str, Any]] = {
                       "first_conv": "stem.0", "classifier": "head", "license": "mit"},
 }
 
+def cfg_for(name: str, in_chans: int) -> Dict[str, Any]:
+    """``name``'s cfg for a model built with ``in_chans`` input channels: ``input_size`` follows,
+    and the per-channel mean/std are averaged over the source's channels and repeated."""
+    cfg = dict(CFGS[name], architecture=name)
+    if in_chans != cfg["input_size"][0]:
+        k = in_chans
+        cfg.update(input_size=(k, *cfg["input_size"][1:]),
+                   mean=(sum(cfg["mean"]) / len(cfg["mean"]),) * k, std=(sum(cfg["std"]) / len(cfg["std"]),) * k)
+    return cfg
+
+
 _MODULES = {name: "flat_cnn_arch" for name in ("ccexam_mnist_cnn", "ccexam_usps_cnn", "ccexam_svhn_cnn", "keras_cifar10_cnn")}
 _MODULES["mini_xception"] = "mini_xception_arch"
 
