@@ -45,6 +45,7 @@ import io
 import json
 import math
 import os
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -1135,8 +1136,8 @@ def bench(cfg: Config, *, report_only: bool = False, device: str | None = None, 
     """All evidence cells of ``cfg``: computed (finished runs reused) or, with ``report_only``, read back.
 
     Order: import the runs CSV into the cache; plan every run (models built once, no training);
-    score every model on every target (this process); run what is not done yet in ``workers``
-    processes, storing each record as it arrives (CSV line, then its DuckDB transaction); assemble
+    score every model on every target (a thread of this process) while the runs not done yet go to
+    ``workers`` processes, each record stored as it arrives (CSV line, then its DuckDB transaction); assemble
     and store one evidence cell per (model, target)."""
     if report_only:
         return load_cells(cfg)
@@ -1153,7 +1154,17 @@ def bench(cfg: Config, *, report_only: bool = False, device: str | None = None, 
     plan = make_plan(cfg, dev, log)
     for t, p in plan.parts.items():
         log(f"{target_name(t)}: {p.note}")
-    scores = _scores(plan, log)
+    # Scoring (this process) overlaps the runs (worker processes): the cores are busy from the start.
+    scored: dict = {}
+
+    def score() -> None:
+        try:
+            scored["scores"] = _scores(plan, log)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread below
+            scored["error"] = exc
+
+    scorer = threading.Thread(target=score, name="bench-scores", daemon=True)
+    scorer.start()
     recs = dict(plan.done)
     todo = [j for j in plan.jobs if j.key not in recs]
     for cp in plan.cells:
@@ -1167,6 +1178,10 @@ def bench(cfg: Config, *, report_only: bool = False, device: str | None = None, 
         _store(rec)
         recs[rec["run_key"]] = _typed(rec)
         _log_record(rec, log)
+    scorer.join()
+    if "error" in scored:
+        raise scored["error"]
+    scores = scored["scores"]
     s = cfg.settings
     cells = [_cell(cp, recs, scores[(cp.parts.spec, cp.info.model_id)], s) for cp in plan.cells]
     _store_cells(cells, s)

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -199,6 +200,9 @@ def cache_error(exc: BaseException, path: Path | None = None) -> AdvisorError | 
 
 _session_depth = 0
 _held: dict[str, int] = {}  # lock file -> fd, held until the session ends
+# Threads of one process (``advisor bench`` scores while it stores finished runs) take turns: one
+# connection at a time, so two transactions of one process never conflict inside DuckDB.
+_thread_turn = threading.RLock()
 
 
 def _lock_path(path: Path) -> Path:
@@ -338,6 +342,13 @@ def connect(read_only: bool = False, path: Path | None = None, sandbox: bool = F
     (``advisor cache sql``) also disables every file system access beyond the cache itself
     (``COPY ... TO``, ``EXPORT DATABASE``, ``read_csv('/etc/passwd')``, ``ATTACH``, extensions),
     with the configuration locked so the query cannot turn it back on."""
+    with _thread_turn:
+        with _connect(read_only, path, sandbox) as con:
+            yield con
+
+
+@contextmanager
+def _connect(read_only: bool, path: Path | None, sandbox: bool):
     import duckdb
 
     path = path or cache_path()
