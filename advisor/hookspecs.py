@@ -33,6 +33,9 @@ def register_model_sources(register):
     ``hf-hub:org/repo``), ``describe`` (one line for ``advisor plugins``), ``resolve(ref, ctx)``
     (cheap, no weights loaded: returns a fingerprint of the weights) and ``load(ref, ctx)``
     (returns an :class:`advisor.models.LoadedModel`). See :class:`advisor.models.ModelSource`.
+    Optionally ``available(ctx) -> list[advisor.model_list.Offer]``: the ids the source serves without
+    being told about them (a catalog, a folder, a cache), which ``advisor models`` lists — each
+    resolved offline to say whether its weights are here — and ``--models`` globs match.
     """
 
 

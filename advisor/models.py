@@ -46,6 +46,14 @@ class ResolveContext:
     def is_offline(self) -> bool:
         return hub_offline() if self.offline is None else self.offline
 
+    @property
+    def mirror(self) -> Path | None:
+        """The weights directory in effect: ``weights_dir``, else ``ADVISOR_WEIGHTS_DIR``, else None."""
+        if self.weights_dir is not None:
+            return self.weights_dir
+        env = os.environ.get("ADVISOR_WEIGHTS_DIR", "").strip()
+        return Path(env).expanduser() if env else None
+
 
 @dataclass(frozen=True)
 class Resolved:
@@ -79,7 +87,11 @@ class LoadedModel:
 
 
 class ModelSource(Protocol):
-    """What a model-source plugin registers (see the ``register_model_sources`` hook)."""
+    """What a model-source plugin registers (see the ``register_model_sources`` hook).
+
+    A source may also have ``available(ctx) -> list[advisor.model_list.Offer]``: the ids it can
+    serve without being told about them (catalog entries, weights-directory files, hub-cache repos),
+    which ``advisor models`` lists and ``--models`` globs match. Sources without it list nothing."""
 
     prefix: str
     describe: str
@@ -146,14 +158,19 @@ def split_model_ids(values: list[str] | str) -> list[str]:
     return ids
 
 
-def model_ids_option(values: list[str]) -> list[str]:
-    """``--models`` values → ids (:func:`split_model_ids`); given but naming no model (``-m ""``,
-    ``-m ,``) is an error, not the same as leaving ``--models`` out (the defaults)."""
+def model_ids_option(values: list[str], weights_dir: Path | None = None) -> list[str]:
+    """``--models`` values → ids (:func:`split_model_ids`), each glob (``'tf_efficientnet_lite*'``)
+    replaced by the models available offline that it matches, as ``advisor models`` lists them with
+    ``weights_dir`` (:func:`advisor.model_list.expand_model_ids`). Raises :class:`AdvisorError` when
+    the option is given but names no model (``-m ""``, ``-m ,``: not the same as leaving ``--models``
+    out, the defaults) and when a glob matches no available model."""
+    from advisor.model_list import expand_model_ids
+
     ids = split_model_ids(values)
     if values and not ids:
         raise AdvisorError(f"--models {', '.join(repr(v) for v in values)} names no model",
                            "pass ids like tf_efficientnet_lite0,resnet20_cifar10, or leave --models out for the defaults")
-    return ids
+    return expand_model_ids(ids, weights_dir=weights_dir)
 
 
 def _continues(current: str, piece: str) -> bool:
@@ -251,15 +268,24 @@ def catalog_entry(name: str) -> dict | None:
     return entry if entry is not None and name != "defaults" else None
 
 
+def weights_manifest(weights_dir: Path) -> dict[str, dict]:
+    """The entries of a weights directory's ``advisor-weights.toml`` (catalog format); {} without one.
+    Raises :class:`AdvisorError` when it is not valid TOML."""
+    manifest = weights_dir / "advisor-weights.toml"
+    if not manifest.is_file():
+        return {}
+    try:
+        entries = tomllib.loads(manifest.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise AdvisorError(f"weights manifest '{manifest}' is not valid TOML: {exc}", "fix the file or remove it") from None
+    return {k: v for k, v in entries.items() if isinstance(v, dict)}
+
+
 def weights_dir_entry(weights_dir: Path, name: str) -> tuple[Path, dict] | None:
     """Look ``name`` up in a mirrored weights directory: its ``advisor-weights.toml`` manifest,
     the catalog's file names, then ``name.safetensors`` / ``name.*.safetensors`` (and .pth/.bin)."""
-    manifest = weights_dir / "advisor-weights.toml"
-    if manifest.is_file():
-        try:
-            entries = tomllib.loads(manifest.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise AdvisorError(f"weights manifest '{manifest}' is not valid TOML: {exc}", "fix the file or remove it") from None
+    entries = weights_manifest(weights_dir)
+    if entries:
         entry = entries.get(name)
         if entry is not None:
             for f in entry.get("files", []):
@@ -339,10 +365,36 @@ def with_img_size(data_config: dict, img_size: int | None, model_id: str) -> dic
     return {**data_config, "input_size": (chans, img_size, img_size)}
 
 
-def missing_weights_error(model_id: str, looked: list[str]) -> AdvisorError:
-    return AdvisorError(
-        f"no weights for model '{model_id}' (looked in: {'; '.join(looked)})",
-        "download them once while online (e.g. `hf download timm/<name>`) so the hub cache serves "
-        "them with HF_HUB_OFFLINE=1, or mirror them in a folder and pass --weights-dir DIR "
-        "(or set ADVISOR_WEIGHTS_DIR)",
-    )
+def missing_weights_error(model_id: str, looked: list[str], download: str = "", no_hub: str = "", mirror: str = "") -> AdvisorError:
+    """The one-line error for a model whose weights are nowhere it looked. Its hint says exactly how
+    to get them: ``download``, the command for its hub repo (:func:`hub_download_hint`), or
+    ``no_hub``, why no hub has them; then ``mirror``, how to use a local copy (default: a mirrored
+    weights directory)."""
+    mirror = mirror or "mirror them in a folder and pass --weights-dir DIR (or set ADVISOR_WEIGHTS_DIR)"
+    if download:
+        hint = f"{download}; or {mirror}"
+    elif no_hub:
+        hint = f"{no_hub}: {mirror}"
+    else:
+        hint = f"download them once while online so the hub cache serves them with HF_HUB_OFFLINE=1, or {mirror}"
+    return AdvisorError(f"no weights for model '{model_id}' (looked in: {'; '.join(looked)})", hint)
+
+
+@lru_cache(maxsize=1)
+def hub_cli() -> str:
+    """The command-line tool the installed huggingface_hub ships: ``hf`` (1.0 and later), else
+    ``huggingface-cli``."""
+    from importlib import metadata
+
+    try:
+        scripts = {ep.name for ep in metadata.distribution("huggingface_hub").entry_points if ep.group == "console_scripts"}
+    except metadata.PackageNotFoundError:
+        scripts = set()
+    return "hf" if "hf" in scripts or "huggingface-cli" not in scripts else "huggingface-cli"
+
+
+def hub_download_hint(repo: str, files: tuple[str, ...] | list[str] = (), revision: str | None = None) -> str:
+    """How to put a hub repo's files in the cache once, as the exact command of the installed
+    huggingface_hub (:func:`hub_cli`), e.g. ``hf download timm/resnet50.a1_in1k model.safetensors``."""
+    command = " ".join([hub_cli(), "download", repo, *files] + (["--revision", revision] if revision else []))
+    return f"download them once while online: `{command}` (the hub cache then serves them, also with HF_HUB_OFFLINE=1)"

@@ -3,7 +3,8 @@
 Both read a timm ``config.json`` (``architecture``, ``num_classes``, ``model_args``,
 ``pretrained_cfg``) and ``model.safetensors`` (or ``pytorch_model.bin``, loaded weights-only).
 Hub files come from the local cache when offline (``HF_HUB_OFFLINE=1`` or no network); no remote
-code is ever run.
+code is ever run. ``hf-hub`` lists (``advisor models``) the timm-style repos of the hub cache, except
+the ``timm/`` repos cached at ``main``, which the ``timm`` source lists by their timm names.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from pathlib import Path
 
 from advisor.errors import AdvisorError
 from advisor.hookspecs import hookimpl
-from advisor.models import ModelRef, ResolveContext, Resolved, file_fingerprint, missing_weights_error
+from advisor.model_list import Offer, hub_cache_snapshots
+from advisor.models import ModelRef, ResolveContext, Resolved, file_fingerprint, hub_download_hint, missing_weights_error
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
@@ -57,8 +59,20 @@ class HfHubSource:
         weights = next((files[w] for w in WEIGHT_FILES if isinstance(files.get(w), Path)), None)
         if not isinstance(config, Path) or weights is None:
             where = "hub cache (offline)" if offline else "hub"
-            raise missing_weights_error(ref.raw, [f"{where} for {repo}: {type(config if not isinstance(config, Path) else files[WEIGHT_FILES[-1]]).__name__}"])
+            raise missing_weights_error(ref.raw, [f"{where} for {repo}: {type(config if not isinstance(config, Path) else files[WEIGHT_FILES[-1]]).__name__}"],
+                                        download=hub_download_hint(repo, ["config.json", WEIGHT_FILES[0]], revision or None),
+                                        mirror="put config.json + model.safetensors in a folder and rank it as local-dir:/path")
         return _from_config(ref, config, weights, f"hub {'cache ' if offline else ''}{repo}")
+
+    def available(self, ctx: ResolveContext) -> list[Offer]:
+        """Cached revisions with a timm config.json: ``hf-hub:org/repo`` at ``main``, else ``@<commit>``."""
+        offers = []
+        for snap in hub_cache_snapshots():
+            at_main = "main" in snap.refs
+            if (snap.repo.startswith("timm/") and at_main and snap.files & set(WEIGHT_FILES)) or snap.timm_config() is None:
+                continue
+            offers.append(Offer(f"hf-hub:{snap.repo}" + ("" if at_main else f"@{snap.revision}"), "hub cache"))
+        return offers
 
 
 class LocalDirSource:

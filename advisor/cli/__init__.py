@@ -50,6 +50,7 @@ from advisor.cli import bench as _bench  # noqa: E402,F401
 from advisor.cli import cache as _cache  # noqa: E402
 from advisor.cli import domain as _domain  # noqa: E402
 from advisor.cli import layers as _layers  # noqa: E402,F401
+from advisor.cli import models as _models  # noqa: E402,F401
 from advisor.cli import plugins as _plugins  # noqa: E402,F401
 from advisor.cli import rank as _rank  # noqa: E402,F401
 from advisor.cli import validate as _validate  # noqa: E402,F401

@@ -47,7 +47,9 @@ def layers(
     """Score every cut of MODEL on PROBE and recommend the cut to freeze up to."""
     from advisor.layers import layers as run_layers
     from advisor.layers import plot as draw
+    from advisor.model_list import expand_model_id
 
+    model = expand_model_id(model, weights_dir)  # a glob matching one available model is that model
     bar, callbacks = _progress_callbacks()
     try:
         profile = run_layers(model, probe, estimator or None, reference=reference, split=split, max_images=max_images,

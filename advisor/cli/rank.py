@@ -92,7 +92,7 @@ def rank(
 
     bar, callbacks = _progress_callbacks()
     try:
-        result = run_rank(probe, model_ids_option(models) or None, estimator or None, reference=reference, split=split, max_images=max_images,
+        result = run_rank(probe, model_ids_option(models, weights_dir) or None, estimator or None, reference=reference, split=split, max_images=max_images,
                           seed=seed, img_size=img_size, batch_size=batch_size, weights_dir=weights_dir, progress=callbacks)
     finally:
         bar.stop()

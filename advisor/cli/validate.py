@@ -46,7 +46,7 @@ def validate(
     """Fine-tune the top picks briefly and report measured accuracy per cut, T_FB (distance of the fine-tuned weights from a random init ÷ their distance from the pretrained start; Chen et al. 2022) and each estimator's weighted τ."""
     from advisor.validate import validate as run_validate
 
-    result = run_validate(probe, model_ids_option(models) or None, top=top, cuts=_split(cuts) or None, protocol=protocol, epochs=epochs,
+    result = run_validate(probe, model_ids_option(models, weights_dir) or None, top=top, cuts=_split(cuts) or None, protocol=protocol, epochs=epochs,
                           lr=lr, freeze=freeze, repeats=repeats, seed=seed, max_images=max_images, batch_size=batch_size,
                           estimators=estimator or None, weights_dir=weights_dir, device=device,
                           log=lambda msg: err.print(f"[dim]{msg}[/dim]"))
