@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
+from advisor.advisor_score import apply_linear_combination, rank_average, zscores  # noqa: F401 - one implementation, shared with advisor rank
 from advisor.validate import weighted_tau as _weighted_tau
 
 
@@ -63,18 +64,6 @@ def noise_band(std: Mapping[str, float], acc: Mapping[str, float]) -> dict:
     vals = [a for a in acc.values() if a is not None]
     spread = float(max(vals) - min(vals)) if vals else 0.0
     return {"noise": noise, "spread": spread, "flagged": bool(spread < 2 * noise or spread == 0)}
-
-
-def rank_average(scores: list[Mapping[str, float | None]]) -> dict[str, float]:
-    """Mean rank (1 = worst) of each model over several estimators' oriented scores; models any
-    estimator could not score are left out (their rank would be undefined)."""
-    from scipy.stats import rankdata
-
-    models = [m for m in scores[0] if all(s.get(m) is not None and np.isfinite(s[m]) for s in scores)]
-    if not models:
-        return {}
-    ranks = np.mean([rankdata([s[m] for m in models]) for s in scores], axis=0)
-    return dict(zip(models, ranks.tolist()))
 
 
 def layer_distance(cuts: list[str], picked: str | None, best: str | None) -> int | None:
@@ -145,18 +134,6 @@ def leave_one_target_out(tau_of: Callable[[Combo, str], float | None], estimator
             "final": choose(tau_of, estimators, targets, k_values, learned)}
 
 
-def zscores(score: Mapping[str, float | None], models: list[str]) -> np.ndarray:
-    """``float64[len(models)]``: ``score`` standardised over ``models`` (mean 0, std 1); a missing or
-    non-finite score, or a constant estimator, gives 0 (the mean: no information)."""
-    v = np.array([score.get(m) if score.get(m) is not None and np.isfinite(score[m]) else np.nan for m in models], dtype=np.float64)
-    ok = np.isfinite(v)
-    if ok.sum() < 2 or np.std(v[ok]) == 0:
-        return np.zeros(len(models))
-    z = (v - np.mean(v[ok])) / np.std(v[ok])
-    z[~ok] = 0.0
-    return z
-
-
 def fit_linear_combination(scores: Mapping[str, Mapping[str, Mapping[str, float | None]]], acc: Mapping[str, Mapping[str, float]],
                            members: list[str], targets: list[str], alpha: float = 1.0) -> dict[str, float]:
     """Weights ``w`` of a ridge regression (penalty ``alpha``·‖w‖², no intercept) of each target's
@@ -179,11 +156,3 @@ def fit_linear_combination(scores: Mapping[str, Mapping[str, Mapping[str, float 
     Z, y = np.concatenate(rows), np.concatenate(ys)
     w = np.linalg.solve(Z.T @ Z + alpha * np.eye(len(members)), Z.T @ y)
     return dict(zip(members, w.tolist()))
-
-
-def apply_linear_combination(weights: Mapping[str, float], scores: Mapping[str, Mapping[str, float | None]], models: list[str]) -> dict[str, float]:
-    """Combined score ``Σ_e w_e z_e(m)`` of each model (``scores[e][m]`` oriented, higher = better)."""
-    total = np.zeros(len(models))
-    for e, w in weights.items():
-        total += w * zscores(scores.get(e, {}), models)
-    return dict(zip(models, total.tolist()))

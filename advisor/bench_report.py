@@ -65,6 +65,9 @@ def analyse(cells: list[dict], estimators: list[str]) -> dict:
                       "max_regret": float(max(regrets)) if regrets else None, "layer_distance": float(np.mean(dists)) if dists else None,
                       "seconds_per_target": float(np.mean(secs)) if secs else None}
 
+    cost = {e: _cost_ratio([c for c in cell.values()], e) for e in estimators}
+    cheap = [e for e in estimators if cost[e] is not None and cost[e] <= COST_GOAL and not _needs_attributions(e)]
+
     def single(name: str, t: str) -> dict:
         """Scores of a candidate member: ``e`` at each model's best cut, ``e@pre_logits`` at pre_logits."""
         e, _, at = name.partition("@")
@@ -72,12 +75,12 @@ def analyse(cells: list[dict], estimators: list[str]) -> dict:
 
     @cache
     def weights(fit_targets: tuple[str, ...]) -> tuple[tuple[str, float], ...]:
-        return tuple(bm.fit_linear_combination(best, acc, list(estimators), list(fit_targets)).items())
+        return tuple(bm.fit_linear_combination(best, acc, cheap, list(fit_targets)).items())
 
     def scores_for(combo: tuple[str, ...], t: str, fit_targets: tuple[str, ...] = ()) -> dict:
         """What a candidate scores each model on ``t`` (a learned one fitted on ``fit_targets``)."""
         if combo == bm.LEARNED:
-            return bm.apply_linear_combination(dict(weights(fit_targets)), {e: best[e][t] for e in estimators}, list(acc[t]))
+            return bm.apply_linear_combination(dict(weights(fit_targets)), {e: best[e][t] for e in cheap}, list(acc[t]))
         if len(combo) == 1:
             return single(combo[0], t)
         return bm.rank_average([single(e, t) for e in combo])
@@ -89,7 +92,7 @@ def analyse(cells: list[dict], estimators: list[str]) -> dict:
     def learned(fit_targets: list[str]):
         return lambda t: bm.weighted_tau(acc[t], scores_for(bm.LEARNED, t, tuple(fit_targets)))
 
-    candidates = list(estimators) + [f"{e}@{bm_pre}" for e in estimators]
+    candidates = list(cheap) + [f"{e}@{bm_pre}" for e in cheap]
     clean = [t for t in targets if not noise[t]["flagged"]]
     loto_targets = clean if len(clean) >= 2 else targets
     loto = bm.leave_one_target_out(tau_of, candidates, loto_targets, learned=learned) if len(loto_targets) >= 2 else None
@@ -111,7 +114,41 @@ def analyse(cells: list[dict], estimators: list[str]) -> dict:
     flags = {k: under_trained(c) for k, c in cell.items()}
     return {"under_trained": {k: v for k, v in flags.items() if v is not None}, "targets": targets, "models": models, "cell": cell, "acc": acc, "std": std, "best": best, "noise": noise,
             "tau_best": tau_best, "tau_pre": tau_pre, "per_estimator": per_est, "loto": loto, "loto_targets": loto_targets,
-            "final": final, "versus": versus}
+            "final": final, "versus": versus, "cost": cost, "cheap": cheap}
+
+
+# advisor rank's default must stay cheap: its estimators' arithmetic at most this share of the
+# feature-extraction forward pass (an estimator that needs DEPARA's attribution pass never is:
+# that pass alone is about 7x the forward pass, benchmarks/estimator_cost.md)
+COST_GOAL = 0.2
+
+
+def _cost_ratio(cells: list[dict], est: str) -> float | None:
+    """Median over (model, target) of the estimator's scoring seconds (all cuts) / the model's
+    feature-extraction seconds on the same images; None without timings."""
+    r = [c["scores"][est]["seconds"] / c["extract_seconds"] for c in cells
+         if c.get("extract_seconds") and c["scores"].get(est) and c["scores"][est].get("seconds") is not None]
+    return float(np.median(r)) if r else None
+
+
+def _needs_attributions(est: str) -> bool:
+    from advisor.estimators import get_estimator
+
+    try:
+        return "attributions" in get_estimator(est).needs
+    except Exception:  # noqa: BLE001 - an estimator not installed here: its cost cannot be vouched for
+        return True
+
+
+def advisor_score_spec(a: dict, evidence: str):
+    """The :class:`advisor.advisor_score.ScoreSpec` of the report's final choice (None without one)."""
+    from advisor.advisor_score import spec_from_choice
+
+    final = a["final"]
+    if not final:
+        return None
+    tau = a["loto"]["mean_tau"] if a.get("loto") else None
+    return spec_from_choice(tuple(final["combo"]), final.get("weights"), tau, evidence)
 
 
 def _f(v, digits: int = 3) -> str:
@@ -194,9 +231,17 @@ def markdown(a: dict, settings: dict, command: str, plots: dict[str, str]) -> st
         lines.append(f"| {e} | {_f(p['top1_hit_rate'], 2)} | {_f(p['mean_regret'])} | {_f(p['max_regret'])} | "
                      f"{_f(p['layer_distance'], 2)} | {_f(p['seconds_per_target'], 4)} |")
     lines += ["", "## Default for `advisor rank`: leave-one-target-out", "",
-              ("Candidates: every single estimator at each model's best cut and at `pre_logits` (`name@pre_logits`), the "
+              (f"Cost first: the default must cost at most {COST_GOAL:g}× the feature-extraction forward pass. Median ratio of "
+               "scoring seconds (all cuts) to extraction seconds over the (model, target) pairs; estimators that need DEPARA's "
+               "attribution pass are out whatever their own arithmetic costs (the pass is about 7× the forward pass, "
+               "benchmarks/estimator_cost.md):"), "",
+              "| estimator | cost ratio | candidate |", "|---|---|---|"]
+    lines += [f"| {e} | {_f(a['cost'][e])} | {'yes' if e in a['cheap'] else ('no: attribution pass' if _needs_attributions(e) else 'no: cost')} |"
+              for e in ests]
+    lines += ["",
+              ("Candidates (the cheap estimators only): every single estimator at each model's best cut and at `pre_logits` (`name@pre_logits`), the "
                "rank-average of the top 2 and top 3 singles (by mean τ), and a learned combination (`learned`: ridge "
-               "regression of each target's standardised accuracies on all estimators' standardised best-cut scores, "
+               "regression of each target's standardised accuracies on the candidates' standardised best-cut scores, "
                "judged by its own inner leave-one-target-out τ). The choice is made on all targets but one and scored on "
                f"the held-out one. Targets used: {', '.join(a['loto_targets'])}")
               + ("" if len(clean) >= 2 else " (fewer than 2 unflagged targets: all targets used)") + ".", ""]
@@ -280,7 +325,8 @@ def plot_tau(a: dict, path: Path) -> None:
 
 
 def write_report(cells: list[dict], estimators: list[str], settings: dict, out_dir: str | Path, command: str) -> Path:
-    """``out_dir/bench_report.md`` + ``tau_per_estimator.png`` + ``scatter_<target>.png`` per target."""
+    """``out_dir/bench_report.md`` + ``tau_per_estimator.png`` + ``scatter_<target>.png`` per target
+    + ``advisor_score.toml`` (the chosen default, :mod:`advisor.advisor_score`)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     a = analyse(cells, estimators)
@@ -291,6 +337,10 @@ def write_report(cells: list[dict], estimators: list[str], settings: dict, out_d
         name = f"scatter_{i:02d}_{''.join(ch if ch.isalnum() else '_' for ch in t)}.png"
         plot_scatter(a, t, out / name)
         plots[f"{t}: score vs accuracy"] = name
+    spec = advisor_score_spec(a, f"chosen by `{command}`: {len(a['loto_targets'])} targets x {len(a['models'])} models, "
+                                 "leave-one-target-out (benchmarks/bench/bench_report.md)")
+    if spec is not None:  # what registry/advisor_score.toml commits: advisor rank's default
+        (out / "advisor_score.toml").write_text(spec.to_toml())
     path = out / "bench_report.md"
     path.write_text(markdown(a, settings, command, plots))
     return path
