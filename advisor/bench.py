@@ -47,7 +47,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -63,6 +63,7 @@ from advisor.probe import Probe, load_probe
 BENCH_VERSION = "2"  # bump when the protocol code changes the numbers: run keys include it
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "registry" / "bench.toml"
 RUNS_CSV = Path("benchmarks/bench_runs.csv")
+SCORES_CSV = Path("benchmarks/bench_scores.csv")  # beside the runs CSV: the estimators' scores, portable the same way
 MIN_IMG_SIZE = 32  # the ImageNet models downsample by 32
 DEFROST_LR = 0.1  # Gerace et al. 2023's recipe (SGD, cosine-annealed from 0.1)
 PROBE_RECIPE = "standardise + logistic regression (L2, C=1, lbfgs, 1000 iterations) on pre_logits, fit on train, scored on test"
@@ -724,25 +725,51 @@ def repair_tail(path: Path) -> int:
         return size - keep
 
 
-def read_runs(path: str | Path) -> list[dict]:
-    """Every complete record of the runs CSV. A last line without its newline (torn by a crash) and
-    any line that does not parse are ignored."""
+def _csv_records(path: str | Path, key: str) -> list[dict[str, str]]:
+    """The complete lines of an append-only CSV as ``column -> text``. A last line without its
+    newline (torn by a crash), a line of the wrong width and a file without ``key`` in its header
+    are ignored."""
     path = Path(path)
     if not path.exists():
         return []
     text = path.read_text(encoding="utf-8", errors="replace")
     if text and not text.endswith("\n"):
         text = text[: text.rfind("\n") + 1]
-    rows = []
     reader = csv.reader(io.StringIO(text, newline=""))
     header = next(reader, None)
-    if not header or "run_key" not in header:
+    if not header or key not in header:
         return []
-    for fields in reader:
-        if len(fields) != len(header):
-            continue
+    return [dict(zip(header, fields)) for fields in reader if len(fields) == len(header)]
+
+
+def _append_line(path: str | Path, columns: tuple[str, ...], cells: Callable[[list[str]], list[str]]) -> None:
+    """Append one record as one line: write, flush, fsync (the header first for a new file; an
+    existing file keeps its own column order)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.exists() or path.stat().st_size == 0
+    header = list(columns)
+    if not new:
+        with path.open(newline="", encoding="utf-8") as fh:
+            header = next(csv.reader(fh), header)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    if new:
+        w.writerow(header)
+    w.writerow(cells(header))
+    with path.open("a", encoding="utf-8", newline="") as fh:
+        fh.write(buf.getvalue())
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def read_runs(path: str | Path) -> list[dict]:
+    """Every complete record of the runs CSV. A last line without its newline (torn by a crash) and
+    any line that does not parse are ignored."""
+    rows = []
+    for raw in _csv_records(path, "run_key"):
         try:
-            rec = _typed(dict(zip(header, fields)))
+            rec = _typed(raw)
         except (ValueError, json.JSONDecodeError):
             continue
         if rec["run_key"] and rec["kind"] in ("finetune", "defrost", "probe"):
@@ -751,23 +778,38 @@ def read_runs(path: str | Path) -> list[dict]:
 
 
 def append_run(path: str | Path, rec: dict) -> None:
-    """Append one record as one line: write, flush, fsync (the header first for a new file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    new = not path.exists() or path.stat().st_size == 0
-    header = list(RUN_COLUMNS)
-    if not new:
-        with path.open(newline="", encoding="utf-8") as fh:
-            header = next(csv.reader(fh), header)
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    if new:
-        w.writerow(header)
-    w.writerow([_csv_cell(k, rec.get(k)) for k in header])
-    with path.open("a", encoding="utf-8", newline="") as fh:
-        fh.write(buf.getvalue())
-        fh.flush()
-        os.fsync(fh.fileno())
+    """Append one run record as one line of the runs CSV (crash-safe, see :func:`_append_line`)."""
+    _append_line(path, RUN_COLUMNS, lambda header: [_csv_cell(k, rec.get(k)) for k in header])
+
+
+# The estimators' scores of one (model, target), portable like the runs: keyed by content (model
+# weights, the scored images, estimator versions, input size), so a fresh clone skips the scoring too.
+SCORE_COLUMNS = ("score_key", "target", "model", "payload", "bench_version", "finished_at")
+
+
+def score_key(info: "ModelInfo", score_part_key: str, estimators: tuple[str, ...]) -> str:
+    from advisor.estimators import get_estimator
+
+    versions = [(e, str(get_estimator(e).version)) for e in sorted(estimators)]
+    payload = [BENCH_VERSION, info.identity, score_part_key, versions, info.img_override]
+    return hashlib.sha256(cache.dumps(payload).encode()).hexdigest()[:24]
+
+
+def read_scores(path: str | Path) -> dict[str, dict]:
+    """``score_key -> payload`` of every complete line of the scores CSV."""
+    out = {}
+    for raw in _csv_records(path, "score_key"):
+        try:
+            out[raw["score_key"]] = json.loads(raw["payload"])
+        except (KeyError, ValueError):
+            continue
+    return out
+
+
+def append_score(path: str | Path, key: str, target: str, model: str, payload: dict) -> None:
+    rec = {"score_key": key, "target": target, "model": model, "payload": json.dumps(payload, sort_keys=True, separators=(",", ":")),
+           "bench_version": str(BENCH_VERSION), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    _append_line(path, SCORE_COLUMNS, lambda header: [rec.get(k, "") for k in header])
 
 
 def _store(rec: dict) -> None:
@@ -1047,17 +1089,26 @@ def _log_record(rec: dict, log) -> None:
         log(f"{rec['model']} on {rec['target']}: {what}: {rec['status']} ({rec['reason']})")
 
 
-def _scores(plan: Plan, log) -> dict:
+def _scores(plan: Plan, log, scores_csv: str | Path | None = None) -> dict:
     """``advisor.rank`` of every model on every target's score part, each model at its benchmark
-    input size (its own or the cap): {(target, model): {"cuts", "scores", "n_score", "n_classes", "extract_seconds"}}."""
+    input size (its own or the cap): {(target, model): {"cuts", "scores", "n_score", "n_classes", "extract_seconds"}}.
+    A pair already in ``scores_csv`` is read from it; a new one is appended to it as it is scored."""
     from advisor.ranking import rank
 
     s = plan.cfg.settings
+    known = read_scores(scores_csv) if scores_csv is not None else {}
     out = {}
     for t, parts in plan.parts.items():
         t0 = time.perf_counter()
+        part_key = part_identity(parts.score, t)
+        reused = 0
         for m in plan.cfg.models:
             info = plan.infos[m]
+            key = score_key(info, part_key, tuple(s.estimators))
+            if key in known:
+                out[(t, m)] = known[key]
+                reused += 1
+                continue
             ranked = rank(parts.score, [m], list(s.estimators), img_size=info.img_override, weights_dir=plan.cfg.weights_dir,
                           command="bench-scores")
             mf = ranked.models[0]
@@ -1071,7 +1122,10 @@ def _scores(plan: Plan, log) -> dict:
                                "seconds": float(sum(r["seconds"] for r in rows)), "error": "; ".join(errors) or None}
             out[(t, m)] = {"cuts": list(mf.cuts), "scores": scores, "n_score": len(ranked.probe),
                            "n_classes": ranked.probe.num_classes, "extract_seconds": mf.extract_seconds}
-        log(f"{target_name(t)}: scores of {len(s.estimators)} estimators x {len(plan.cfg.models)} models ({time.perf_counter() - t0:.1f} s)")
+            if scores_csv is not None:
+                append_score(scores_csv, key, target_name(t), model_name(m), out[(t, m)])
+        log(f"{target_name(t)}: scores of {len(s.estimators)} estimators x {len(plan.cfg.models)} models ({time.perf_counter() - t0:.1f} s"
+            + (f"; {reused} from {scores_csv}" if reused else "") + ")")
     return out
 
 
@@ -1145,9 +1199,10 @@ def bench(cfg: Config, *, report_only: bool = False, device: str | None = None, 
 
     dev = pick_device(device)
     if runs_csv is not None:
-        cut = repair_tail(Path(runs_csv))
-        if cut:
-            log(f"{runs_csv}: dropped a torn last line ({cut} bytes) left by an interrupted write")
+        for path in (Path(runs_csv), Path(runs_csv).with_name(SCORES_CSV.name)):
+            cut = repair_tail(path)
+            if cut:
+                log(f"{path}: dropped a torn last line ({cut} bytes) left by an interrupted write")
         n = import_runs(runs_csv)
         if n:
             log(f"imported {n} finished runs from {runs_csv}")
@@ -1159,7 +1214,7 @@ def bench(cfg: Config, *, report_only: bool = False, device: str | None = None, 
 
     def score() -> None:
         try:
-            scored["scores"] = _scores(plan, log)
+            scored["scores"] = _scores(plan, log, None if runs_csv is None else Path(runs_csv).with_name(SCORES_CSV.name))
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread below
             scored["error"] = exc
 

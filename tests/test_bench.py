@@ -5,6 +5,10 @@ facts; one-line errors for bad inputs."""
 from __future__ import annotations
 
 import csv
+import os
+import subprocess
+import sys
+import time
 
 import pytest
 from conftest import file_id, write_images
@@ -87,6 +91,10 @@ def test_bench_end_to_end_csv_report_and_full_cache(run_cli, tiny, tmp_path, adv
         assert f"\n| {est} | " in report
     assert "Leave-one-target-out mean τ" in report or "no leave-one-target-out" in report
     assert (out / "tau_per_estimator.png").stat().st_size > 5_000 and len(list(out.glob("scatter_*.png"))) == 2
+    from advisor.advisor_score import load_spec
+
+    spec = load_spec(out / "advisor_score.toml")  # the chosen default, as registry/advisor_score.toml commits it
+    assert set(spec.estimators) <= set(ESTIMATORS.split(",")) and "leave-one-target-out" in spec.evidence
 
     gt.unlink()
     code, _, err = run_cli(*args)  # rerun: every run cached
@@ -253,6 +261,10 @@ def test_runs_csv_makes_a_fresh_cache_skip_finished_runs_and_ignores_a_torn_line
     code, _, err = run_cli(*args)
     assert code == 0, err
     assert "imported 3 finished runs" in err and "all 3 runs cached" in err and "runs to do" not in err
+    assert "1 from " in err and "bench_scores.csv" in err  # the scores travel too: nothing is re-scored
+    from advisor.bench import read_scores
+
+    assert len(read_scores(tmp_path / "bench_scores.csv")) == 1
     assert _bench_rows(home) == 3 and (tmp_path / "gt-a.csv").read_text() == gt and len(read_runs(csv_path)) == 3
 
     lines = csv_path.read_bytes().splitlines(keepends=True)
@@ -428,3 +440,35 @@ def test_choose_takes_a_learned_combination_only_on_its_held_out_merit():
     res = bm.leave_one_target_out(tau_of, ["a"], ["t1", "t2", "t3", "t4"], learned=learned)
     # each fold refits on the 3 others only; its held-out τ is the 0.9 branch
     assert all(f["combo"] == bm.LEARNED and f["held_out_tau"] == pytest.approx(0.9) for f in res["folds"])
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="kill -9")
+def test_kill_minus_9_resumes_from_the_runs_csv(tiny, tmp_path):
+    """A bench killed with SIGKILL mid-way keeps every finished run (CSV and cache); the rerun does
+    only the rest, and a fresh cache (another machine) resumes from the CSV alone."""
+    from advisor.bench import read_runs
+
+    models, targets = tiny
+    runs_csv = tmp_path / "runs-k.csv"
+    env = {**os.environ, "ADVISOR_HOME": str(tmp_path / "home-k"), "OMP_NUM_THREADS": "1"}
+    args = _args(models[:1], targets[:1], tmp_path, "--seeds", "0,1,2", "--lrs", "0.01,0.001", "--defrost-cuts", "2",
+                 "--epochs", "6", tag="k")
+    args[args.index("--runs-csv") + 1] = str(runs_csv)
+    cmd = [sys.executable, "-m", "advisor", *args]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
+    deadline = time.time() + 300
+    while time.time() < deadline and len(read_runs(runs_csv)) < 2 and proc.poll() is None:
+        time.sleep(0.1)
+    proc.kill()
+    proc.wait()
+    before = read_runs(runs_csv)
+    total = 3 * 2 + 2 + 1  # seeds x lrs fine-tunes + defrost cuts + probe
+    assert 2 <= len(before) < total, "the bench should be killed mid-way"
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert f"{total - len(before)} runs to do" in done.stderr or f"{total - len(before) - 1} runs to do" in done.stderr
+    assert len(read_runs(runs_csv)) == total
+    fresh = subprocess.run(cmd, env={**env, "ADVISOR_HOME": str(tmp_path / "home-fresh")}, capture_output=True, text=True,
+                           cwd=tmp_path, timeout=600)
+    assert fresh.returncode == 0, fresh.stderr
+    assert f"imported {total} finished runs" in fresh.stderr and "runs to do" not in fresh.stderr
