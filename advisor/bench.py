@@ -897,10 +897,14 @@ def make_plan(cfg: Config, device: str, log=lambda m: None, csv_path: str | Path
     return plan
 
 
-def time_model(info: ModelInfo, s: Settings, threads: int, n_classes: int = 10) -> dict:
+def time_model(info: ModelInfo, s: Settings, threads: int, n_classes: int = 10, n_score: int = 0) -> dict:
     """Seconds per SGD step of a full fine-tune (batch ``batch_size`` at the model's benchmark input
     size; 1 warm-up step, then 2 timed), per image of an inference forward pass, and per SGD step of
     the defrost suffix at each defrost cut (1 warm-up, 1 timed), with ``threads`` torch threads.
+    With ``n_score``, also the scoring: per image of DEPARA's attribution pass (one batch, when an
+    estimator of ``s`` needs it) and the estimators' own arithmetic on ``n_score`` random rows at
+    the model's ``pre_logits`` width, once each, times the number of cuts (``score_target``: seconds
+    per target, an upper bound: earlier cuts are narrower).
     Random inputs: the cost does not depend on the pixels. Two readings of each: ``wall`` (what this
     machine does now) and ``idle`` (process CPU time / threads: what it would do without other jobs)."""
     import torch
@@ -945,19 +949,47 @@ def time_model(info: ModelInfo, s: Settings, threads: int, n_classes: int = 10) 
             ft.train(st, cut, dproto, h[:b], yb[:b], h[:2], yb[:2], seed=0)
             module.to("cpu").load_state_dict(theta)
             defrost[cut] = timed(lambda cut=cut, h=h: ft.train(st, cut, dproto, h[b:], yb[b: 2 * b], h[:2], yb[:2], seed=0))
-        return {reading: {"step": step[i], "infer": infer[i], "defrost_step": {c: v[i] for c, v in defrost.items()}}
+        attr, arith = (0.0, 0.0), (0.0, 0.0)
+        if n_score:
+            attr, arith = _time_scoring(module, x_eval, s, n_score, n_classes, len(info.cuts), timed)
+        return {reading: {"step": step[i], "infer": infer[i], "defrost_step": {c: v[i] for c, v in defrost.items()},
+                          "attr": attr[i], "score_target": arith[i]}
                 for i, reading in enumerate(("wall", "idle"))}
     finally:
         torch.set_num_threads(before)
+
+
+def _time_scoring(module, x, s: Settings, n_score: int, n_classes: int, n_cuts: int, timed) -> tuple:
+    """(attribution seconds per image, estimator arithmetic seconds per target), each as (wall, idle)."""
+    import torch
+
+    from advisor.attributions import probe_attributions
+    from advisor.estimators import get_estimator, safe_score
+    from advisor.features import forward_all_cuts
+
+    ests = [get_estimator(e) for e in s.estimators]
+    attr = (0.0, 0.0)
+    if any("attributions" in e.needs for e in ests):
+        attr = timed(lambda: probe_attributions(module, [x], grid=16), len(x))
+    with torch.inference_mode():
+        pooled, logits = forward_all_cuts(module, x[:2])
+    rng = np.random.default_rng(0)
+    feats = rng.standard_normal((n_score, pooled[-1].shape[1])).astype(np.float32)
+    labels = np.arange(n_score) % n_classes
+    inputs = {"logits": None if logits is None else rng.standard_normal((n_score, logits.shape[1])).astype(np.float32),
+              "reference": np.eye(n_classes, dtype=np.float32)[labels], "reference_attributions": None,
+              "attributions": rng.standard_normal((n_score, 256)).astype(np.float32)}
+    arith = timed(lambda: [safe_score(e, feats, labels, **inputs) for e in ests])
+    return attr, (arith[0] * n_cuts, arith[1] * n_cuts)
 
 
 def estimate(plan: Plan, timings: dict[str, dict], workers: int) -> dict:
     """Seconds of each run kind per model (to do, i.e. not already done), from the step timings:
     fine-tune = epochs × steps × step + (epochs × val + test) images × inference; defrost = the prefix
     pass over all images + epochs × steps × suffix step; probe = one inference pass over train, val,
-    test; scoring = one extraction pass over the score part, plus the attribution pass (taken as
-    cuts / 2 + 1 forward passes, the goal of benchmarks/estimator_cost.md) when an estimator needs
-    attributions; the estimators' own arithmetic is not timed."""
+    test; scoring = one extraction pass over the score part, plus the attribution pass when an
+    estimator needs attributions (timed per image; taken as cuts / 2 + 1 forward passes when it was
+    not timed), plus the estimators' own arithmetic (``score_target``, timed)."""
     from advisor.estimators import get_estimator
 
     s = plan.cfg.settings
@@ -983,11 +1015,15 @@ def estimate(plan: Plan, timings: dict[str, dict], workers: int) -> dict:
             else:
                 row["probe"] += (n_tr + n_va + n_te) * t["infer"] + 1.0
         row["n_scoring"] += len(s.estimators) * len(cell.info.cuts)
-        row["scoring"] += n_sc * t["infer"] * (1 + ((len(cell.info.cuts) / 2 + 1) if needs_attr else 0))
+        attr = (t.get("attr") or t["infer"] * (len(cell.info.cuts) / 2 + 1)) if needs_attr else 0.0
+        row["scoring"] += n_sc * (t["infer"] + attr) + t.get("score_target", 0.0)
     total = {k: sum(r[k] for r in per_model.values()) for k in next(iter(per_model.values()))}
     train_s = total["finetune"] + total["defrost"] + total["probe"]
+    # the scoring thread runs beside the workers on the same cores: the CPU time is shared out over
+    # them, unless the scoring alone (one thread) takes longer
+    cores = max(1, min(max(workers, 1), cpu_cores()))
     return {"per_model": per_model, "total": total, "cpu_seconds": train_s + total["scoring"],
-            "wall_seconds": train_s / max(workers, 1) + total["scoring"], "workers": workers}
+            "wall_seconds": max((train_s + total["scoring"]) / cores, total["scoring"]), "workers": workers}
 
 
 def _hours(sec: float) -> str:
@@ -1034,8 +1070,9 @@ def plan_report(plan: Plan, timings: dict[str, dict], est: dict, threads: int, i
     cpu = est["cpu_seconds"] or 1e-9
     share = {k: tot[k] / cpu for k in ("finetune", "defrost", "probe", "scoring")}
     lines += ["", (f"estimated wall time: {_hours(est['wall_seconds'])} with --workers {w} (runs split over {w} process(es), "
-                   f"scoring in the parent); CPU time {_hours(est['cpu_seconds'])}: fine-tunes {share['finetune']:.0%}, defrost runs "
-                   f"{share['defrost']:.0%}, probes {share['probe']:.0%}, scoring {share['scoring']:.0%} (estimators' own arithmetic not timed).")]
+                   f"scoring in a thread of the parent beside them); CPU time {_hours(est['cpu_seconds'])}: fine-tunes {share['finetune']:.0%}, "
+                   f"defrost runs {share['defrost']:.0%}, probes {share['probe']:.0%}, scoring {share['scoring']:.0%} (extraction, "
+                   "the attribution pass and the estimators' arithmetic, each timed).")]
     if idle and load:
         lines.append(f"the machine's load average was {load[0]:.1f} -> {load[1]:.1f} on {cpu_cores()} cores while timing (other jobs share it); "
                      f"from the CPU time of the same steps, an idle machine would take about {_hours(idle['wall_seconds'])} "
@@ -1308,7 +1345,7 @@ def run_plan(cfg: Config, *, workers: int = 1, device: str | None = None, runs_c
     load0 = os.getloadavg()
     for m, info in plan.infos.items():
         t0 = time.perf_counter()
-        timings[m] = time_model(info, cfg.settings, threads)
+        timings[m] = time_model(info, cfg.settings, threads, n_score=max(len(p.score) for p in plan.parts.values()))
         log(f"{model_name(m)}: {timings[m]['wall']['step']:.3f} s per SGD step at {info.input_size[1]} px "
             f"(idle {timings[m]['idle']['step']:.3f}; timed in {time.perf_counter() - t0:.1f} s)")
     load = (load0[0], os.getloadavg()[0])

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import pytest
 from conftest import file_id, write_images
@@ -472,3 +473,21 @@ def test_kill_minus_9_resumes_from_the_runs_csv(tiny, tmp_path):
                            cwd=tmp_path, timeout=600)
     assert fresh.returncode == 0, fresh.stderr
     assert f"imported {total} finished runs" in fresh.stderr and "runs to do" not in fresh.stderr
+
+
+def test_plan_times_the_scoring_too(tiny):
+    """--plan's scoring estimate: extraction + the attribution pass (timed per image, when an
+    estimator needs it) + the estimators' own arithmetic (timed), per target."""
+    from advisor.bench import estimate, load_config, make_plan, time_model
+
+    models, targets = tiny
+    cfg = load_config(models=models[:1], targets=[str(targets[0])])
+    cfg.settings = replace(cfg.settings, estimators=("knn", "depara", "linear"), img_size=32, seeds=(0,), backbone_lrs=(0.01,))
+    plan = make_plan(cfg, "cpu")
+    n_score = len(next(iter(plan.parts.values())).score)
+    t = time_model(plan.infos[models[0]], cfg.settings, threads=1, n_score=n_score)
+    assert t["wall"]["attr"] > 0 and t["wall"]["score_target"] > 0 and t["idle"]["score_target"] > 0
+    est = estimate(plan, {m: v["wall"] for m, v in {models[0]: t}.items()}, workers=1)
+    sc = est["per_model"][models[0]]["scoring"]
+    assert sc == pytest.approx(n_score * (t["wall"]["infer"] + t["wall"]["attr"]) + t["wall"]["score_target"])
+    assert est["wall_seconds"] >= est["total"]["scoring"]
