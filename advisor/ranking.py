@@ -43,6 +43,7 @@ class ModelFeatures:
     from_cache: bool
     preproc_hash: str
     build: Callable | None = None  # how to rebuild the module when its weights are not a file (scratch)
+    inputs: dict | None = field(default=None, repr=False)  # what its estimators got besides the features (advisor.decision re-scores half-samples)
 
 
 @dataclass
@@ -521,6 +522,7 @@ def rank(
                 continue
             inputs = {"logits": mf.logits, "reference": None if ref is None else ref.features,
                       "reference_attributions": None if ref is None else ref.attributions, "attributions": attrs}
+            mf.inputs = inputs
             feats.append(mf)
             cut_scores += score_model(mf, probe, ests, inputs, "" if ref is None else ref.key)
         if not feats:

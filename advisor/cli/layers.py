@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from advisor.cli import app
+from advisor.cli import decision as decision_cli
 from advisor.cli import options as opt
 from advisor.cli.output import err, fmt, out, print_json
 from advisor.cli.rank import _progress_callbacks
@@ -43,6 +44,7 @@ def layers(
     epochs: int = typer.Option(10, callback=opt.at_least(1, "--epochs 10"), help="--validate: training epochs per run."),
     repeats: int = typer.Option(1, callback=opt.at_least(1, "--repeats 2"), help="--validate: seeds per cut."),
     show_domain: bool = typer.Option(False, "--domain", help="Also print the domain forecast of Chen et al. 2022 for the model's pre-training domain (`advisor domain` has the details)."),
+    snippet: bool = decision_cli.SnippetOption,
 ) -> None:
     """Score every cut of MODEL on PROBE and recommend the cut to freeze up to."""
     from advisor.layers import layers as run_layers
@@ -69,8 +71,10 @@ def layers(
         from advisor.cli.domain import forecast_lines
 
         lines = forecast_lines(probe, [model], split=split, max_images=max_images, seed=seed)
+    # the recommendation in plain language, how sure, domain vs layers (advisor.decision)
+    decided = decision_cli.decide("layers", profile, split=split, img_size=img_size, domain=lines)
     if as_json:
-        data = profile.to_json()
+        data = {**profile.to_json(), **decision_cli.json_fields(decided)}
         if measured is not None:
             data["measured"] = {c: {"mean": m, "std": s, "runs": n} for c, (m, s, n) in measured.items()}
         if show_domain:
@@ -111,6 +115,7 @@ def layers(
         errs = sorted({e for e in profile.errors[est] if e})
         if errs:
             err.print(f"[yellow]{est}:[/yellow] {errs[0]}")
+    decision_cli.show(decided, snippet)
     _write_plot(draw, profile, plot, measured)
 
 

@@ -13,6 +13,7 @@ from rich.progress import (
 from rich.table import Table
 
 from advisor.cli import app
+from advisor.cli import decision as decision_cli
 from advisor.cli import options as opt
 from advisor.cli.output import err, fmt, out, print_csv, print_json
 from advisor.errors import AdvisorError
@@ -82,6 +83,7 @@ def rank(
     as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON on stdout."),
     as_csv: bool = typer.Option(False, "--csv", help="Print the rows as CSV on stdout."),
     show_domain: bool = typer.Option(False, "--domain", help="Also print the domain forecast of Chen et al. 2022 (gap, width, amount → T_FB (distance of the fine-tuned weights from a random init ÷ their distance from the pretrained start; Chen et al. 2022), freezing) per pre-training domain; `advisor domain` has the details."),
+    snippet: bool = decision_cli.SnippetOption,
 ) -> None:
     """Rank candidate models (and the best cut of each) by transferability to PROBE."""
     from advisor.ranking import rank as run_rank
@@ -101,9 +103,11 @@ def rank(
         from advisor.cli.domain import forecast_lines
 
         lines = forecast_lines(probe, [m.model_id for m in result.models], split=split, max_images=max_images, seed=seed)
+    # the recommendation (advisor.decision): which model, which cut, how sure; --json carries it on the first row
+    decided = None if as_csv else decision_cli.decide("rank", result, split=split, img_size=img_size, domain=lines)
     if as_json or as_csv:
         if as_json:
-            print_json(result.rows)
+            print_json([{**r, **decision_cli.json_fields(decided)} if i == 0 else r for i, r in enumerate(result.rows)])
         else:
             print_csv(result.rows, ["rank", "model", "estimator", "cut", "score", "final_cut_score", "higher_is_better",
                                     "pretrain", "extract_seconds", "score_seconds", "n_images", "error"])
@@ -113,6 +117,7 @@ def rank(
     _print_table(result)
     for text, _ in lines:
         out.print(text)
+    decision_cli.show(decided, snippet)
 
 
 def _print_table(result) -> None:
