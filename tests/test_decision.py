@@ -237,7 +237,7 @@ def test_layers_text_at_a_middle_cut_and_snippet_flag(run_cli, tiny_probe):
     assert f"Recommendation: freeze resnet20_cifar10 up to {cut}: keep conv1, bn1" in dec["text"]
     assert f"({RESNET20_FROZEN[cut]:,} parameters" in dec["text"] and "fine-tune " in dec["text"]
     assert "On the half-samples the rule picks" in dec["text"] and sum(dec["cut_picks"].values()) == decision.HALF_SAMPLES
-    assert f"FROZEN = (" in data["snippet"] and "LR_HEAD, LR_PRETRAINED = 0.01, 0.001" in data["snippet"]
+    assert "FROZEN = (" in data["snippet"] and "LR_HEAD, LR_PRETRAINED = 0.01, 0.001" in data["snippet"]
     # the text form: the recommendation after the table, then the code
     code, out, err = run_cli("layers", "resnet20_cifar10", str(tiny_probe), "--weights-dir", str(WEIGHTS), "-e", "ii", "--snippet")
     assert code == 0, err
