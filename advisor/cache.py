@@ -89,6 +89,14 @@ MIGRATIONS = (
         cell_key VARCHAR PRIMARY KEY, settings_hash VARCHAR, model_id VARCHAR, target VARCHAR, payload JSON,
         created_at TIMESTAMP DEFAULT current_timestamp);
     """,
+    # 5 (runs_reproducibility): every run records the advisor, timm and torch versions that computed it
+    # and the weights of each model ({model id: {weights_sha256, model_identity}}; advisor.repro).
+    """
+    ALTER TABLE runs ADD COLUMN advisor_version VARCHAR;
+    ALTER TABLE runs ADD COLUMN timm_version VARCHAR;
+    ALTER TABLE runs ADD COLUMN torch_version VARCHAR;
+    ALTER TABLE runs ADD COLUMN weights JSON;
+    """,
 )
 
 TABLES = ("probes", "models", "extractions", "features", "scores", "runs", "attribution_runs", "validation_runs",

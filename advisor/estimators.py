@@ -32,6 +32,11 @@ class Estimator:
     ``0..C-1`` (or None for unlabelled probes). Raise :class:`advisor.EstimatorSkipped` when an
     input is missing; raise anything else or return NaN and the row is reported as failed.
     Bump ``version`` whenever the numbers it returns change: cached scores are keyed by it.
+
+    An estimator is callable like its ``fn``: ``est(features, labels=None, **inputs) -> float``
+    (``advisor.get_estimator("logme")(X, y)``), with the inputs it needs checked first.
+    ``origin`` is the distribution that provides it, as ``"package version"`` (``"advisor 0.1.0"``
+    for the built-ins), the same text ``advisor plugins`` shows; ``plugin`` the plugin's name.
     """
 
     name: str
@@ -41,6 +46,11 @@ class Estimator:
     needs: tuple[str, ...] = ("labels",)
     description: str = ""
     origin: str = field(default="", compare=False)
+    plugin: str = field(default="", compare=False)
+
+    def __call__(self, features: np.ndarray, labels: np.ndarray | None = None, **inputs) -> float:
+        """``est(features [N, D], labels [N] or None, **inputs) -> float``: the same as :meth:`score`."""
+        return self.score(features, labels, **inputs)
 
     def score(self, features: np.ndarray, labels: np.ndarray | None = None, **inputs) -> float:
         """Check the inputs this estimator needs, then call ``fn``."""
@@ -81,10 +91,12 @@ def _collect() -> dict[str, Estimator]:
 
     found = collect_registrations("register_estimators", "estimator", make)
     # Normalised, so a plugin's `version=2` or `description=None` cannot break a cache key or a table.
+    from advisor.plugin_manager import package_origin
+
     return {name: Estimator(**{**est.__dict__, "needs": tuple(est.needs), "version": str(est.version),
                                "higher_is_better": bool(est.higher_is_better), "description": str(est.description or ""),
-                               "origin": origin})
-            for name, (est, origin) in found.items()}
+                               "origin": package_origin(plugin), "plugin": plugin})
+            for name, (est, plugin) in found.items()}
 
 
 def list_estimators(pattern: str = "*") -> list[Estimator]:

@@ -83,6 +83,10 @@ class LayerProfile:
             "cuts": [{"cut": c, **{e: self.scores[e][i] for e in self.estimators}} for i, c in enumerate(self.cuts)],
             "higher_is_better": self.higher_is_better,
             "recommendation": None if rec is None else rec.__dict__,
+            # the reproducibility record (advisor.repro): versions and the model's weights
+            "versions": next((r.get("versions") for r in self.result.rows), None),
+            "weights": dict(self.result.weights),  # the model's, and the reference model's when there is one
+            "warnings": list(self.result.warnings),
         }
 
 

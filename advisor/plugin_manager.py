@@ -234,12 +234,20 @@ def _check_hook_names(plugin, name: str) -> None:
                            + (f" (did you mean '{close[0]}'?)" if close else "") + "; it is never called")
 
 
-def plugin_origin(plugin) -> str:
-    """'builtin' for DEFAULT_PLUGINS, else the distribution that provides the entry point."""
-    name = pm.get_name(plugin) or ""
+def package_origin(name: str) -> str:
+    """Where the plugin called ``name`` comes from, as ``"package version"``: ``"advisor 0.1.0"`` for
+    DEFAULT_PLUGINS, else the distribution that provides its entry point; a plugin registered by
+    hand (no distribution) keeps its name. ``advisor plugins`` and ``Estimator.origin`` both show it."""
     if name in DEFAULT_PLUGINS:
-        return "builtin"
+        from advisor import __version__
+
+        return f"advisor {__version__}"
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP, name=name):
         if ep.dist is not None:
             return f"{ep.dist.metadata['Name']} {ep.dist.version}"
     return name or "unknown"
+
+
+def plugin_origin(plugin) -> str:
+    """:func:`package_origin` of a registered plugin object."""
+    return package_origin(pm.get_name(plugin) or "")

@@ -13,7 +13,6 @@ import math
 import os
 import sys
 import time
-import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -58,12 +57,53 @@ class Progress:
 
 @dataclass
 class RankResult:
+    """What :func:`rank` returns. ``rows`` (one per model × estimator) are what ``advisor rank --json``
+    prints; ``best``, ``top(k)``, ``len()`` and ``to_frame()`` read the ranking by the first estimator."""
+
     rows: list[dict]
     cut_scores: list[dict]
     probe: Probe
     models: list[ModelFeatures] = field(repr=False, default_factory=list)
     reference: str | None = None
     failed: dict[str, str] = field(default_factory=dict)  # model id -> why it was not ranked
+    warnings: list[str] = field(default_factory=list)  # what was warned about (small samples, ...)
+    run_id: str | None = None  # the row of the cache's runs table (`advisor runs`)
+    weights: dict = field(default_factory=dict)  # model id (reference included) -> {weights_sha256, model_identity}
+
+    @property
+    def estimator(self) -> str | None:
+        """The first estimator: the one that orders the ranking."""
+        return self.rows[0]["estimator"] if self.rows else None
+
+    def top(self, k: int = 5) -> list[dict]:
+        """The ``k`` best-ranked rows of the first estimator (models without a score are left out)."""
+        ranked = [r for r in self.rows if r["estimator"] == self.estimator and r["rank"] is not None]
+        return sorted(ranked, key=lambda r: r["rank"])[:max(int(k), 0)]
+
+    @property
+    def best(self) -> dict | None:
+        """The best row of the first estimator (``best["model"]``, ``best["cut"]``, ``best["score"]``), or None."""
+        top = self.top(1)
+        return top[0] if top else None
+
+    def __len__(self) -> int:
+        """The number of candidate models (ranked or not)."""
+        return sum(1 for r in self.rows if r["estimator"] == self.estimator)
+
+    def __repr__(self) -> str:
+        best = self.best
+        pick = "none" if best is None else f"{best['model']}@{best['cut']} ({best['score']:.4g})"
+        return (f"RankResult({len(self)} models on {self.probe.source!r} ({len(self.probe)} images), "
+                f"by {self.estimator}, best={pick})")
+
+    def to_frame(self):
+        """The rows as a pandas DataFrame (``cut_scores`` left out; see :attr:`cut_scores`)."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise AdvisorError("RankResult.to_frame() needs pandas, which is not installed",
+                               "pip install pandas, or read result.rows (a list of dicts)") from None
+        return pd.DataFrame([{k: v for k, v in r.items() if k != "cut_scores"} for r in self.rows])
 
 
 class ModelFailed(AdvisorError):
@@ -456,8 +496,11 @@ def rank(
     from advisor.reference import label_reference, model_reference, parse_reference
 
     progress = progress or Progress()
+    notes: list[str] = []  # every warning, also kept in the result (RankResult.warnings)
+    progress = replace(progress, warn=lambda msg, _warn=progress.warn: (notes.append(msg), _warn(msg))[-1])
     models = list(models) if models else default_models()
-    ests = [get_estimator(name) for name in (estimators or DEFAULT_ESTIMATORS)]
+    # None: the defaults, chosen once the probe is known (label-free ones on an unlabelled probe: advisor.label_free)
+    ests = [get_estimator(name) for name in estimators] if estimators else None
     if img_size is not None and img_size < 8:
         raise AdvisorError(f"--img-size {img_size} is too small", "use at least 8 pixels (e.g. 224)")
     if batch_size < 1:
@@ -465,8 +508,16 @@ def rank(
     ctx = ResolveContext(weights_dir=Path(weights_dir).expanduser() if weights_dir else None, offline=offline)
     if ctx.weights_dir is not None and not ctx.weights_dir.is_dir():
         raise AdvisorError(f"weights dir '{ctx.weights_dir}' is not a folder", "pass a folder of weight files to --weights-dir")
-    probe = prepare_probe(probe, split=split, max_images=max_images, seed=seed)
+    probe_arg, probe = probe, prepare_probe(probe, split=split, max_images=max_images, seed=seed)
     ref_kind, ref_model, ref_cut = parse_reference(reference, probe)
+    from advisor.label_free import check_runnable, default_estimators
+    from advisor.small_samples import taken_note
+
+    if ests is None:
+        ests = [get_estimator(n) for n in default_estimators(probe, ref_kind, DEFAULT_ESTIMATORS)]
+    check_runnable(ests, probe, ref_kind, chosen=bool(estimators))
+    if isinstance(probe_arg, str) and (note := taken_note(max_images, probe)):
+        progress.warn(note)
     # Resolve every id before any work: the reference must resolve, and so must at least one candidate
     # (else nothing is written). A candidate that does not resolve is not ranked; the others are.
     models = list(dict.fromkeys(models))
@@ -486,11 +537,11 @@ def rank(
     if not _Validated.done(probe):  # decode (skipping unreadable images) and check the minimum before anything is written
         probe, _ = decoded.get(probe)
     needs = {n for e in ests for n in e.needs}
-    run_id = uuid.uuid4().hex[:12]
     args = {"probe": probe.source, "probe_hash": probe.hash, "models": models, "estimators": [e.name for e in ests],
             "reference": reference, "split": split, "max_images": max_images, "seed": seed, "img_size": img_size}
-    with cache.transaction() as con:
-        con.execute("INSERT INTO runs (run_id, command, args, status) VALUES (?, ?, ?, 'running')", [run_id, command, cache.dumps(args)])
+    from advisor.repro import annotate_rows, finish_run, start_run
+
+    run_id = start_run(command, args)  # a runs row with the versions (advisor.repro)
     feats, cut_scores = [], []
     opts = dict(img_size=img_size, batch_size=batch_size, progress=progress)
     try:
@@ -529,17 +580,19 @@ def rank(
             raise _none_ranked(models, failed, last_error)
         failed = {m: failed[m] for m in models if m in failed}
         rows = best_rows(cut_scores, ests, feats, probe, failed)
+        from advisor.label_free import check_scored
+
+        check_scored(cut_scores)  # every estimator skipped everywhere: an error, not an empty table
+        # versions + weights fingerprint on every row; the runs row also records the reference model's
+        weights = annotate_rows(rows, feats + ([rmf] if ref_kind in ("model", "scratch") else []))
     except BaseException as exc:
-        with cache.transaction() as con:
-            con.execute("UPDATE runs SET status = ?, finished_at = current_timestamp WHERE run_id = ?", [f"failed: {type(exc).__name__}", run_id])
+        finish_run(run_id, error=exc)
         raise
-    with cache.transaction() as con:
-        con.execute("UPDATE runs SET status = 'done', result = ?, finished_at = current_timestamp WHERE run_id = ?",
-                    [cache.dumps([{k: v for k, v in r.items() if k != "cut_scores"} for r in rows]), run_id])
+    finish_run(run_id, [{k: v for k, v in r.items() if k not in ("cut_scores", "versions")} for r in rows], weights)
     for model_id, reason in failed.items():  # one line each, after the work (stdout keeps the rows)
         progress.warn(f"not ranked: {model_id}: {reason}")
     return RankResult(rows=rows, cut_scores=cut_scores, probe=probe, models=feats, reference=None if ref is None else ref.label,
-                      failed=failed)
+                      failed=failed, warnings=notes, run_id=run_id, weights=weights)
 
 
 def _none_ranked(models: list[str], failed: dict[str, str], last: AdvisorError) -> AdvisorError:

@@ -57,6 +57,10 @@ class ValidationResult:
     split_note: str
     agreement: list[dict]  # {scope, estimator, n, weighted_tau}
     device: str
+    warnings: list[str] = field(default_factory=list)  # small held-out part, τ over few models, --top short, ...
+    versions: dict = field(default_factory=dict)  # advisor, timm, torch (advisor.repro)
+    weights: dict = field(default_factory=dict)  # model id -> {weights_sha256, model_identity}
+    run_id: str | None = None  # the row of the cache's runs table (`advisor runs`)
 
     def best_range(self, model: str) -> tuple[str, str, str] | None:
         """(best measured cut, shallower neighbour, deeper neighbour) among the sampled cuts: Gerace et al. 2023
@@ -234,9 +238,22 @@ def validate(
     offline: bool | None = None,
     device: str | None = None,
     log=lambda msg: None,
+    warn=None,
 ) -> ValidationResult:
-    """Validate ``models`` (or the ``top`` picks of the last ``rank``) at ``cuts`` on ``spec``."""
+    """Validate ``models`` (or the ``top`` picks of the last ``rank``) at ``cuts`` on ``spec``.
+
+    ``log(msg)`` gets progress lines, ``warn(msg)`` warnings (default: ``log("warning: ...")``); the
+    warnings are also kept in the result's ``warnings``."""
     from advisor import finetune as ft
+    from advisor.small_samples import held_out_note, taken_note, top_note
+
+    notes: list[str] = []
+    pending: list[str] = []  # warned once every input is checked: a bad input stays one error line
+
+    def _warn(msg: str) -> None:
+        notes.append(msg)
+        (warn or (lambda m: log(f"warning: {m}")))(msg)
+
 
     if protocol not in ("defrost", "finetune"):
         raise AdvisorError(f"unknown protocol '{protocol}'", "use --protocol defrost or --protocol finetune")
@@ -252,10 +269,13 @@ def validate(
     if not models and not top:
         raise AdvisorError("nothing to validate", "pass --models a,b or --top K (the best K of the last `advisor rank` on this probe)")
     picks = [(m, None) for m in models] if models else top_models_from_last_rank(spec, top)
+    if top and (note := top_note(top, len(picks), spec)):
+        pending.append(note)
     ctx = ResolveContext(weights_dir=Path(weights_dir).expanduser() if weights_dir else None, offline=offline)
     resolved = {m: resolve_model(m, ctx) for m, _ in picks}  # fail fast on a typo, before any work
     train, val, split_note = train_val_split(spec, max_images=max_images, seed=seed)
     _check_estimators(estimators)
+    pending += [n for n in (taken_note(max_images, train), held_out_note(val)) if n]
     if len(train) < MIN_IMAGES:  # say so before training: the measurements are still made and printed
         log(f"note: {_too_small_for_estimators(train)}")
     dev = pick_device(device)
@@ -264,12 +284,27 @@ def validate(
         replace(ft.finetune(per_class, epochs=epochs, freeze=freeze, batch_size=batch_size), **({"lr": lr} if lr else {}))
     # Build every model and check its cuts and split before any training: bad input fails fast.
     prepared = {m: _prepare(m, resolved[m], cuts, proto, best_cut) for m, best_cut in picks}
+    for note in pending:
+        _warn(note)
     log(f"probe: {split_note}; protocol {proto.name} {proto.as_dict()}; device {dev}")
-    rows: list[ValidationRow] = []
-    for model_id, _best_cut in picks:
-        rows += _validate_model(model_id, resolved[model_id], *prepared[model_id], train, val, proto, repeats, seed, dev, log)
-    agreement = close_the_loop(spec, train, rows, estimators, ctx, log)
-    return ValidationResult(rows, train, val, split_note, agreement, dev)
+    from advisor.repro import finish_run, start_run, versions, weights_record
+
+    run_id = start_run("validate", {"probe": spec, "train_hash": train.hash, "val_hash": val.hash, "models": [m for m, _ in picks],
+                                    "top": top, "cuts": cuts, "protocol": proto.name, "hyperparams": proto.as_dict(),
+                                    "repeats": repeats, "seed": seed, "max_images": max_images, "estimators": estimators, "device": dev})
+    try:
+        rows: list[ValidationRow] = []
+        for model_id, _best_cut in picks:
+            rows += _validate_model(model_id, resolved[model_id], *prepared[model_id], train, val, proto, repeats, seed, dev, log)
+        agreement = close_the_loop(spec, train, rows, estimators, ctx, log, _warn)
+        weights = {m: weights_record(resolved[m]) for m, _ in picks}
+        result = ValidationResult(rows, train, val, split_note, agreement, dev, notes, versions(), weights, run_id)
+    except BaseException as exc:
+        finish_run(run_id, error=exc)
+        raise
+    finish_run(run_id, {"profiles": {m: result.profile(m) for m, _ in picks}, "best": {m: result.best_range(m) for m, _ in picks},
+                        "agreement": agreement, "warnings": notes}, weights)
+    return result
 
 
 def _prepare(model_id, resolved, cuts, proto, ranked_cut: str | None = None):
@@ -409,9 +444,10 @@ def weighted_tau(measured: list[float], predicted: list[float]) -> float | None:
     return None if not np.isfinite(tau) else float(tau)
 
 
-def close_the_loop(spec, train: Probe, rows: list[ValidationRow], estimators, ctx, log) -> list[dict]:
+def close_the_loop(spec, train: Probe, rows: list[ValidationRow], estimators, ctx, log, warn=None) -> list[dict]:
     """Each estimator's weighted τ against the measured accuracies: across models (each model's
-    best measured cut vs its best-cut score) and across the cuts of each model (≥ 3 cuts)."""
+    best measured cut vs its best-cut score) and across the cuts of each model (≥ 3 cuts). ``warn``
+    is told when the τ across models rests on fewer than 4 models."""
     from advisor.estimators import get_estimator
     from advisor.ranking import rank
 
@@ -446,6 +482,11 @@ def close_the_loop(spec, train: Probe, rows: list[ValidationRow], estimators, ct
             if len(cuts) >= 3:
                 tau = weighted_tau([mean_acc[(model, c)] for c in cuts], [scores[(est, model, c)] for c in cuts])
                 agreement.append({"scope": f"cuts of {model}", "estimator": est, "n": len(cuts), "weighted_tau": tau})
+    from advisor.small_samples import tau_note
+
+    few = [a["estimator"] for a in agreement if a["scope"] == "models"]
+    if warn is not None and few and (note := tau_note(len(models), few)):
+        warn(note)
     with cache.transaction() as con:
         for a in agreement:
             con.execute("INSERT INTO estimator_agreement (probe, train_hash, scope, estimator, n, weighted_tau) VALUES (?, ?, ?, ?, ?, ?)",

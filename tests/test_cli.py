@@ -35,6 +35,6 @@ def test_plugins_lists_builtins_with_inputs_and_origin(run_cli):
     code, out, _ = run_cli("plugins", "--json")
     listing = json.loads(out)
     est = {e["name"]: e for e in listing["estimators"]}
-    assert est["logme"]["needs"] == ["labels"] and est["logme"]["origin"] == "advisor.plugins.logme"
+    assert est["logme"]["needs"] == ["labels"] and est["logme"]["plugin"] == "advisor.plugins.logme"
     assert {s["prefix"] for s in listing["model_sources"]} >= {"timm", "hf-hub", "local-dir", "file"}
     assert "resnet56_cifar" in {a["name"] for a in listing["architectures"]}

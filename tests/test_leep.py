@@ -95,7 +95,7 @@ def test_nleep_is_deterministic():
 @pytest.mark.parametrize("name", ["leep", "nce"])
 def test_headless_model_is_skipped_with_the_reason(name):
     est = get_estimator(name)
-    assert est.needs == ("labels", "logits") and est.higher_is_better and est.origin == "advisor.plugins.leep"
+    assert est.needs == ("labels", "logits") and est.higher_is_better and est.plugin == "advisor.plugins.leep"
     x, y, logits = _task()
     with pytest.raises(EstimatorSkipped, match=f"{name} needs logits, which this model/probe lacks"):
         est.score(x, y, logits=None)

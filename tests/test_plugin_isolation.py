@@ -163,7 +163,7 @@ def _problems(plugin):
 def test_a_builtin_name_cannot_be_taken_over(plugins, capsys):
     plugins(hijack=TakesBuiltinNames())
     logme = advisor.get_estimator("logme")
-    assert logme.origin == "advisor.plugins.logme"
+    assert logme.plugin == "advisor.plugins.logme" and logme.origin.startswith("advisor ")
     assert advisor.get_estimator("iso-good").origin == "hijack"  # its other estimator works
     from advisor.models import list_sources
 
@@ -220,7 +220,7 @@ def test_advisor_plugins_lists_the_problems_and_exits_0(plugins, run_cli):
     problems = {(p["plugin"], p["hook"]) for p in listing["problems"]}
     assert {("hijack", "register_estimators"), ("raiser", "register_estimators"), ("raiser", "register_model_sources"),
             ("raiser", "register_architectures")} <= problems
-    assert {e["name"]: e["origin"] for e in listing["estimators"]}["logme"] == "advisor.plugins.logme"
+    assert {e["name"]: e["plugin"] for e in listing["estimators"]}["logme"] == "advisor.plugins.logme"
     code, out, err = run_cli("plugins")
     assert code == 0 and "Plugin problems" in out and "raiser" in out
 
@@ -315,7 +315,7 @@ def test_broken_entry_points_are_reported_by_advisor_plugins(broken_site, tmp_pa
     assert "badsig" in problems and "registrar" in problems["badsig"]
     assert "RuntimeError: plugin bug" in problems["raiser"]
     assert "which the built-in plugin advisor.plugins.logme provides" in problems["hijacker"]
-    est = {e["name"]: e["origin"] for e in listing["estimators"]}
+    est = {e["name"]: e["plugin"] for e in listing["estimators"]}
     assert est["logme"] == "advisor.plugins.logme" and est["ep-good"] == "hijacker"
     # each problem is one warning line on stderr
     for name in BROKEN_DISTS:

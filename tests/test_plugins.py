@@ -102,8 +102,9 @@ def test_third_party_plugin_is_discovered_by_entry_point(installed_fake_plugin, 
     assert proc.returncode == 0, proc.stderr
     listing = json.loads(proc.stdout)
     est = {e["name"]: e for e in listing["estimators"]}
-    assert est["fake-variance"]["origin"] == "fake" and est["fake-variance"]["version"] == "0.0.1"
-    assert {"name": "fake", "origin": "advisor-fake-plugin 0.0.1", "hooks": ["register_estimators"]} in listing["plugins"]
+    assert est["fake-variance"]["origin"] == "advisor-fake-plugin 0.0.1" and est["fake-variance"]["plugin"] == "fake"
+    assert est["fake-variance"]["version"] == "0.0.1"
+    assert {"name": "fake", "origin": "advisor-fake-plugin 0.0.1", "builtin": False, "hooks": ["register_estimators"]} in listing["plugins"]
     proc = _advisor(["rank", str(image_folder), "--models", file_id(tiny_weights["test_resnet"], "test_resnet"),
                      "-e", "fake-variance", "--img-size", "32", "--json"], installed_fake_plugin, tmp_path)
     assert proc.returncode == 0, proc.stderr

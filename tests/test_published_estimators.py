@@ -58,7 +58,7 @@ def test_all_registered_as_builtins_with_their_contract():
     found = {e.name: e for e in advisor.list_estimators()}
     for name, module in PUBLISHED.items():
         est = found[name]
-        assert est.origin == f"advisor.plugins.{module}" and est.version == VERSIONS.get(name, "1") and est.higher_is_better
+        assert est.plugin == f"advisor.plugins.{module}" and est.version == VERSIONS.get(name, "1") and est.higher_is_better
         assert est.needs == (("labels", "logits") if name in NEED_LOGITS else ("labels",))
         assert est.description
 
@@ -69,9 +69,9 @@ def test_advisor_plugins_lists_them(run_cli):
     listing = json.loads(out)
     rows = {e["name"]: e for e in listing["estimators"]}
     for name, module in PUBLISHED.items():
-        assert rows[name]["origin"] == f"advisor.plugins.{module}" and rows[name]["version"] == VERSIONS.get(name, "1")
+        assert rows[name]["plugin"] == f"advisor.plugins.{module}" and rows[name]["version"] == VERSIONS.get(name, "1")
         assert rows[name]["needs"] == (["labels", "logits"] if name in NEED_LOGITS else ["labels"])
-    builtin = {p["name"] for p in listing["plugins"] if p["origin"] == "builtin"}
+    builtin = {p["name"] for p in listing["plugins"] if p["builtin"]}
     assert {f"advisor.plugins.{m}" for m in PUBLISHED.values()} <= builtin
     code, out, _ = run_cli("plugins")
     assert code == 0 and all(name in out for name in PUBLISHED)

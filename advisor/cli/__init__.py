@@ -89,6 +89,7 @@ class Terminated(BaseException):
 def _terminate(signum, frame):
     raise Terminated()
 
+from advisor.cli import runs as _runs  # noqa: E402,F401
 
 def _debug_from_env() -> bool:
     return os.environ.get("ADVISOR_DEBUG", "").strip().lower() not in ("", "0", "false", "no", "off")

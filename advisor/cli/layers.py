@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from advisor.cli import app
+from advisor.cli import app, reporting
 from advisor.cli import decision as decision_cli
 from advisor.cli import options as opt
 from advisor.cli.output import err, fmt, out, print_json
@@ -45,6 +45,7 @@ def layers(
     repeats: int = typer.Option(1, callback=opt.at_least(1, "--repeats 2"), help="--validate: seeds per cut."),
     show_domain: bool = typer.Option(False, "--domain", help="Also print the domain forecast of Chen et al. 2022 for the model's pre-training domain (`advisor domain` has the details)."),
     snippet: bool = decision_cli.SnippetOption,
+    report: Optional[Path] = typer.Option(None, "--report", help="Also write the table, settings, versions and the profile plot to this markdown file (PNG beside it)."),
 ) -> None:
     """Score every cut of MODEL on PROBE and recommend the cut to freeze up to."""
     from advisor.layers import layers as run_layers
@@ -64,7 +65,7 @@ def layers(
 
         res = run_validate(probe, [model], epochs=epochs, repeats=repeats, seed=seed, max_images=max_images,
                            estimators=profile.estimators, weights_dir=weights_dir,
-                           log=lambda msg: err.print(f"[dim]{msg}[/dim]"))
+                           log=lambda msg: err.print(f"[dim]{msg}[/dim]"), warn=callbacks.warn)
         measured = res.profile(model)
     lines = []
     if show_domain:
@@ -76,11 +77,12 @@ def layers(
     if as_json:
         data = {**profile.to_json(), **decision_cli.json_fields(decided)}
         if measured is not None:
-            data["measured"] = {c: {"mean": m, "std": s, "runs": n} for c, (m, s, n) in measured.items()}
+            data["measured"] = {c: {"mean": m, "std": s if n > 1 else None, "runs": n} for c, (m, s, n) in measured.items()}
         if show_domain:
             data["domain"] = lines[0][1] if lines else None
         print_json(data)
         _write_plot(draw, profile, plot, measured)
+        reporting.write("layers", report, profile, measured=measured)
         return
     p = profile.result.probe
     t = Table(title=f"{model} on {p.source}: {p.summary()}, reference: {profile.result.reference}", title_justify="left")
@@ -101,7 +103,7 @@ def layers(
             cells.append(fmt(s) if s is not None else ("skipped" if e and e.startswith("skipped") else "[red]failed[/red]"))
         if measured is not None:
             m = measured.get(cut)
-            cells.append("–" if m is None else f"{fmt(m[0])} ± {fmt(m[1])}" + (" ★" if cut == best_measured else ""))
+            cells.append("–" if m is None else f"{fmt(m[0])} ± {fmt(m[1]) if m[2] > 1 else '–'}" + (" ★" if cut == best_measured else ""))
         t.add_row(cut + mark, *cells)
     out.print(t)
     if rec is None:
@@ -117,6 +119,7 @@ def layers(
             err.print(f"[yellow]{est}:[/yellow] {errs[0]}")
     decision_cli.show(decided, snippet)
     _write_plot(draw, profile, plot, measured)
+    reporting.write("layers", report, profile, measured=measured)
 
 
 def _write_plot(draw, profile, plot: Optional[Path], measured) -> None:

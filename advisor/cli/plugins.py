@@ -24,16 +24,16 @@ def plugins(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")
     """List installed plugins, the estimators and model sources they register, and their origin."""
     from advisor.estimators import list_estimators
     from advisor.models import list_sources
-    from advisor.plugin_manager import load_errors, load_plugins, plugin_origin, plugin_problems
+    from advisor.plugin_manager import is_builtin, load_errors, load_plugins, package_origin, plugin_origin, plugin_problems
 
     pm = load_plugins()
-    plugin_rows = [{"name": pm.get_name(p), "origin": plugin_origin(p),
+    plugin_rows = [{"name": pm.get_name(p), "origin": plugin_origin(p), "builtin": is_builtin(pm.get_name(p)),
                     "hooks": sorted(h.name for h in pm.get_hookcallers(p) or [])} for p in pm.get_plugins()]
-    plugin_rows.sort(key=lambda r: (r["origin"] != "builtin", r["name"]))
+    plugin_rows.sort(key=lambda r: (not r["builtin"], r["name"]))
     estimators = [{"name": e.name, "version": e.version, "needs": list(e.needs), "higher_is_better": e.higher_is_better,
-                   "origin": e.origin, "description": e.description} for e in list_estimators()]
+                   "origin": e.origin, "plugin": e.plugin, "description": e.description} for e in list_estimators()]
     sources = [{"prefix": s.prefix, "describe": s.describe} for s in list_sources()]
-    archs = [{"name": n, "origin": o} for n, o in _architectures()]
+    archs = [{"name": n, "origin": package_origin(o), "plugin": o} for n, o in _architectures()]
     problems = plugin_problems()  # after every hook was collected above
     if as_json:
         print_json({"plugins": plugin_rows, "estimators": estimators, "model_sources": sources,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 from rich.progress import (
     BarColumn,
@@ -12,7 +14,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from advisor.cli import app
+from advisor.cli import app, reporting
 from advisor.cli import decision as decision_cli
 from advisor.cli import options as opt
 from advisor.cli.output import err, fmt, out, print_csv, print_json
@@ -84,6 +86,7 @@ def rank(
     as_csv: bool = typer.Option(False, "--csv", help="Print the rows as CSV on stdout."),
     show_domain: bool = typer.Option(False, "--domain", help="Also print the domain forecast of Chen et al. 2022 (gap, width, amount → T_FB (distance of the fine-tuned weights from a random init ÷ their distance from the pretrained start; Chen et al. 2022), freezing) per pre-training domain; `advisor domain` has the details."),
     snippet: bool = decision_cli.SnippetOption,
+    report: Path | None = typer.Option(None, "--report", help="Also write the table, settings, versions and a score chart to this markdown file (PNG beside it)."),
 ) -> None:
     """Rank candidate models (and the best cut of each) by transferability to PROBE."""
     from advisor.ranking import rank as run_rank
@@ -113,11 +116,13 @@ def rank(
                                     "pretrain", "extract_seconds", "score_seconds", "n_images", "error"])
         for text, _ in lines:  # stdout stays machine-readable
             err.print(f"[dim]{text}[/dim]")
+        reporting.write("rank", report, result)
         return
     _print_table(result)
     for text, _ in lines:
         out.print(text)
     decision_cli.show(decided, snippet)
+    reporting.write("rank", report, result)
 
 
 def _print_table(result) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from advisor.cli import app
+from advisor.cli import app, reporting
 from advisor.cli.output import err, fmt, out, print_json
 from advisor.cli.rank import _split_models as _split
 from advisor.models import model_ids_option
@@ -42,6 +42,7 @@ def validate(
     device: str | None = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
     plot: Path | None = typer.Option(None, help="Write the defrosting profile(s) to this PNG."),
     as_json: bool = typer.Option(False, "--json", help="Print runs and agreement as JSON on stdout."),
+    report: Path | None = typer.Option(None, "--report", help="Also write the table, settings, versions and the profile plot to this markdown file (PNG beside it)."),
 ) -> None:
     """Fine-tune the top picks briefly and report measured accuracy per cut, T_FB (distance of the fine-tuned weights from a random init ÷ their distance from the pretrained start; Chen et al. 2022) and each estimator's weighted τ."""
     from advisor.validate import validate as run_validate
@@ -49,7 +50,7 @@ def validate(
     result = run_validate(probe, model_ids_option(models, weights_dir) or None, top=top, cuts=_split(cuts) or None, protocol=protocol, epochs=epochs,
                           lr=lr, freeze=freeze, repeats=repeats, seed=seed, max_images=max_images, batch_size=batch_size,
                           estimators=estimator or None, weights_dir=weights_dir, device=device,
-                          log=lambda msg: err.print(f"[dim]{msg}[/dim]"))
+                          log=lambda msg: err.print(f"[dim]{msg}[/dim]"), warn=_warn)
     if plot is not None:
         from advisor.validate import plot_profiles
 
@@ -59,7 +60,9 @@ def validate(
         best = {m: dict(zip(("best", "from", "to"), result.best_range(m) or (None,) * 3))
                 for m in dict.fromkeys(r.model for r in result.rows)}
         print_json({"probe": probe, "split": result.split_note, "device": result.device,
-                    "runs": [vars(r) for r in result.rows], "best": best, "agreement": result.agreement})
+                    "runs": [vars(r) for r in result.rows], "best": best, "agreement": result.agreement,
+                    "warnings": result.warnings, "versions": result.versions, "weights": result.weights, "run_id": result.run_id})
+        reporting.write("validate", report, result)
         return
     t = Table(title=f"validation on {probe}: {result.split_note}, device {result.device}", title_justify="left")
     for col, just in (("model", "left"), ("cut", "left"), ("val acc (mean ± std)", "right"), ("runs", "right"),
@@ -75,7 +78,8 @@ def validate(
             failed = [r.reason for r in mine if r.status != "done"]
             note = ("best ◀ " if cut == best else "") + (f"{len(failed)} failed: {failed[0]}" if failed else "") + \
                 (" (cached)" if all(r.cached for r in mine) else "")
-            t.add_row(model, cut, f"{fmt(mean)} ± {fmt(std)}" if mean is not None else "–", f"{n}/{len(mine)}",
+            acc = "–" if mean is None else f"{fmt(mean)} ± {fmt(std)}" if n > 1 else f"{fmt(mean)} ± –"  # one run: no spread
+            t.add_row(model, cut, acc, f"{n}/{len(mine)}",
                       fmt(sum(tfb) / len(tfb)) if tfb else "–", f"{sum(r.seconds for r in mine):.1f}", note.strip())
     out.print(t)
     for model in dict.fromkeys(r.model for r in result.rows):
@@ -91,3 +95,11 @@ def validate(
         for row in result.agreement:
             a.add_row(row["scope"], row["estimator"], str(row["n"]), fmt(row["weighted_tau"]))
         out.print(a)
+    reporting.write("validate", report, result)
+
+
+def _warn(msg: str) -> None:
+    """A warning line on stderr (the message is text, not markup)."""
+    from rich.markup import escape
+
+    err.print(f"[yellow]warning:[/yellow] {escape(msg)}", soft_wrap=True)
