@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from advisor.similarity import as_matrix
+from advisor.checks import EstimatorInputError, as_labels, as_matrix, check_same_rows, unit_rows
 
 __all__ = ["edges", "label_edges", "depara", "depara_edges_only", "LAMBDA_10PCT", "LAMBDA_1PCT"]
 
@@ -39,22 +39,22 @@ LAMBDA_10PCT = 1.0
 LAMBDA_1PCT = 10.0
 
 
-def _unit_rows(arr: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit L2 norm; all-zero rows stay zero (so their cosines are 0, not NaN)."""
-    norms = np.linalg.norm(arr, axis=1, keepdims=True)
-    return np.divide(arr, norms, out=np.zeros_like(arr), where=norms > 0)
+# The node similarity and the full graph need this many images (the edges alone: 2, Spearman: 3).
+MIN_IMAGES = 4
 
 
 def edges(features) -> np.ndarray:
     """DEPARA edges (eq. 4): cosine similarities between all pairs of probe images.
 
-    ``features``: ``[N, D]``, one row per image (a cut's pooled features). Returns
+    ``features``: ``[N, D]`` (N >= 2), one row per image (a cut's pooled features; any real dtype,
+    float64 inside). Returns
     ``float64[N(N-1)/2]``: the strict upper triangle (``p < q``, row-major, as
     ``np.triu_indices(N, k=1)``) of the symmetric matrix ``cos(F(x_p), F(x_q))``. The diagonal is
     left out (always 1) and so is the lower triangle (the graph is undirected). A zero row has
-    cosine 0 with everything.
+    cosine 0 with everything. Invariant to rescaling ``features``. Raises
+    :class:`advisor.checks.EstimatorInputError` (a ValueError) for input :func:`advisor.checks.as_matrix` refuses.
     """
-    u = _unit_rows(as_matrix("features", features, min_rows=2))
+    u = unit_rows(as_matrix(features, "features", min_rows=2))
     iu = np.triu_indices(u.shape[0], k=1)
     return np.clip(u @ u.T, -1.0, 1.0)[iu]
 
@@ -65,13 +65,15 @@ def label_edges(labels) -> np.ndarray:
 
     This is the ideal target-side graph when the target task is classification on the probe's
     labels (same-class images maximally related): it can stand in for the reference graph in
-    :func:`depara_edges_only`.
+    :func:`depara_edges_only`. ``labels``: ``[N]``, N >= 2, any values (each distinct value is a
+    class); :class:`advisor.checks.EstimatorInputError` (a ValueError) otherwise.
     """
     y = np.asarray(labels)
     if y.ndim != 1:
-        raise ValueError(f"labels must be 1-D [N], got shape {y.shape}")
+        raise EstimatorInputError(f"labels must be 1-D [N], got shape {y.shape}")
     if y.shape[0] < 2:
-        raise ValueError(f"labels has N = {y.shape[0]}; at least 2 are needed")
+        raise EstimatorInputError(f"labels has N = {y.shape[0]}; at least 2 are needed")
+    y, _ = as_labels(y, y.shape[0])
     iu = np.triu_indices(y.shape[0], k=1)
     return (y[:, None] == y[None, :])[iu].astype(np.float64)
 
@@ -86,30 +88,30 @@ def _spearman(ea: np.ndarray, eb: np.ndarray, names: tuple[str, str]) -> float:
     from scipy.stats import spearmanr
 
     if ea.shape != eb.shape:
-        raise ValueError(f"edge vectors differ in length: {names[0]} {ea.shape}, {names[1]} {eb.shape} (same probe images?)")
+        raise EstimatorInputError(f"edge vectors differ in length: {names[0]} {ea.shape}, {names[1]} {eb.shape} (same probe images?)")
     if ea.size < 2:
-        raise ValueError(f"need at least 2 edges (3 probe images) for a Spearman correlation, got {ea.size}")
+        raise EstimatorInputError(f"need at least 2 edges (3 probe images) for a Spearman correlation, got {ea.size}")
     for name, e in zip(names, (ea, eb)):
         if np.ptp(e) == 0:
-            raise ValueError(
+            raise EstimatorInputError(
                 f"the {name} edge vector is constant (all {e[0]:.6g}): Spearman correlation is undefined "
                 "(all probe images equally related, e.g. a single class or collapsed features)"
             )
     rho = float(spearmanr(ea, eb).statistic)
     if not np.isfinite(rho):
-        raise ValueError(f"Spearman correlation of the {names[0]} and {names[1]} edges is undefined ({rho})")
+        raise EstimatorInputError(f"Spearman correlation of the {names[0]} and {names[1]} edges is undefined ({rho})")
     return rho
 
 
 def _nodes_similarity(nodes_a, nodes_b) -> float:
-    va = as_matrix("nodes_a", nodes_a)
-    vb = as_matrix("nodes_b", nodes_b)
+    va = as_matrix(nodes_a, "nodes_a", min_rows=MIN_IMAGES)
+    vb = as_matrix(nodes_b, "nodes_b", min_rows=MIN_IMAGES)
     if va.shape != vb.shape:
-        raise ValueError(
+        raise EstimatorInputError(
             f"nodes_a and nodes_b must have the same shape [N, P] (same images, same attribution grid): "
             f"{va.shape} vs {vb.shape}"
         )
-    return float(np.mean(np.sum(_unit_rows(va) * _unit_rows(vb), axis=1)))
+    return float(np.mean(np.sum(unit_rows(va) * unit_rows(vb), axis=1)))
 
 
 def depara(nodes_a, feats_a, nodes_b, feats_b, lam: float = LAMBDA_10PCT) -> dict:
@@ -126,17 +128,16 @@ def depara(nodes_a, feats_a, nodes_b, feats_b, lam: float = LAMBDA_10PCT) -> dic
     "score": nodes + lam * edges}`` (floats). A zero attribution vector has cosine 0 (not NaN).
     Both terms lie in [-1, 1], so a graph compared with itself scores ``1 + λ`` (when no
     attribution vector is zero). For layer selection (eq. 6) take the cut with the highest score.
-    Raises ``ValueError`` on mismatched shapes, non-finite values, fewer than 4 images, or a
-    constant edge vector (Spearman undefined).
+    Any real dtype (float64 inside); invariant to rescaling any of the four arrays.
+    Raises :class:`advisor.checks.EstimatorInputError` (a ValueError) on mismatched shapes,
+    non-numeric or non-finite values, fewer than 4 images, or a constant edge vector (Spearman
+    undefined: every image equally related, e.g. identical rows).
     """
     lam = float(lam)
     nodes = _nodes_similarity(nodes_a, nodes_b)
-    fa = as_matrix("feats_a", feats_a)
-    fb = as_matrix("feats_b", feats_b)
-    n = np.shape(nodes_a)[0]
-    if fa.shape[0] != n or fb.shape[0] != n:
-        raise ValueError(f"nodes and features must describe the same N images: nodes N = {n}, "
-                         f"feats_a N = {fa.shape[0]}, feats_b N = {fb.shape[0]}")
+    fa = as_matrix(feats_a, "feats_a", min_rows=MIN_IMAGES)
+    fb = as_matrix(feats_b, "feats_b", min_rows=MIN_IMAGES)
+    check_same_rows({"nodes": nodes_a, "feats_a": fa, "feats_b": fb}, "images")
     rho = _spearman(edges(fa), edges(fb), ("feats_a", "feats_b"))
     return {"nodes": nodes, "edges": rho, "score": nodes + lam * rho}
 
@@ -155,25 +156,25 @@ def depara_edges_only(feats_a, feats_b_or_label_graph, lam: float = LAMBDA_10PCT
       computed by eq. 4), or a 1-D reference edge vector of length ``N(N-1)/2`` in
       :func:`edges` order, e.g. ``label_edges(labels)``.
 
-    Returns ``{"nodes": None, "edges": rho, "score": lam * rho}``.
+    Returns ``{"nodes": None, "edges": rho, "score": lam * rho}``. Any real dtype (float64
+    inside); invariant to rescaling either input. Raises :class:`advisor.checks.EstimatorInputError`
+    (a ValueError) on mismatched shapes, non-numeric or non-finite values, fewer than 4 images, or
+    a constant edge vector.
     """
     lam = float(lam)
-    fa = as_matrix("feats_a", feats_a)
+    fa = as_matrix(feats_a, "feats_a", min_rows=MIN_IMAGES)
     ea = edges(fa)
-    ref = np.asarray(feats_b_or_label_graph, dtype=np.float64)
+    ref = np.asarray(feats_b_or_label_graph)
     if ref.ndim == 2:
-        fb = as_matrix("feats_b", ref)
-        if fb.shape[0] != fa.shape[0]:
-            raise ValueError(f"feats_a and feats_b must describe the same N images: {fa.shape[0]} vs {fb.shape[0]}")
+        fb = as_matrix(ref, "feats_b", min_rows=MIN_IMAGES)
+        check_same_rows({"feats_a": fa, "feats_b": fb}, "images")
         eb = edges(fb)
     elif ref.ndim == 1:
-        if ref.shape[0] != ea.shape[0]:
+        eb = as_matrix(ref[:, None], "the reference edge vector", min_rows=1)[:, 0]
+        if eb.shape[0] != ea.shape[0]:
             n = fa.shape[0]
-            raise ValueError(f"the reference edge vector has length {ref.shape[0]}; N = {n} images need N(N-1)/2 = {ea.shape[0]}")
-        if not np.all(np.isfinite(ref)):
-            raise ValueError("the reference edge vector contains non-finite values")
-        eb = ref
+            raise EstimatorInputError(f"the reference edge vector has length {eb.shape[0]}; N = {n} images need N(N-1)/2 = {ea.shape[0]}")
     else:
-        raise ValueError(f"the reference must be [N, D] features or an [N(N-1)/2] edge vector, got shape {ref.shape}")
+        raise EstimatorInputError(f"the reference must be [N, D] features or an [N(N-1)/2] edge vector, got shape {ref.shape}")
     rho = _spearman(ea, eb, ("feats_a", "reference"))
     return {"nodes": None, "edges": rho, "score": lam * rho}

@@ -22,6 +22,10 @@ def register_estimators(register):
     Call ``register(advisor.Estimator(name=..., fn=..., ...))`` once per estimator. ``fn`` is a pure
     numeric function ``fn(features: ndarray[N, D], labels: ndarray[N] | None, **inputs) -> float``;
     see :class:`advisor.estimators.Estimator` for the fields (version, higher_is_better, needs).
+    :mod:`advisor.checks` checks the arrays (``as_matrix``, ``as_labelled``: float64, finite, enough
+    rows and classes) and raises :class:`advisor.checks.EstimatorInputError` for input that cannot
+    be scored, as the built-ins do; ``tests/test_estimator_contract.py`` holds every registered
+    estimator to that on degenerate input.
     """
 
 

@@ -28,6 +28,8 @@ import warnings
 
 import numpy as np
 
+from advisor.checks import EstimatorInputError, as_matrix, centred, check_same_rows, require_variance
+
 __all__ = ["cka", "information_imbalance", "information_imbalance_pair"]
 
 # RBF CKA needs the N x N kernel matrices. Up to this N they are computed in float64; above it the
@@ -42,63 +44,28 @@ _REL_TOL = 1e-10
 
 
 # ----------------------------------------------------------------------------------------------
-# validation
+# validation (advisor.checks: the estimators' one input-check kit)
 # ----------------------------------------------------------------------------------------------
-def as_matrix(name: str, value, min_rows: int = 4) -> np.ndarray:
-    """``value`` as a finite float64 [N, D] matrix with N >= ``min_rows``; ValueError naming ``name`` otherwise."""
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be a numeric array, got {type(value).__name__}: {exc}") from exc
-    if arr.ndim != 2:
-        raise ValueError(f"{name} must be 2-D [N, D] (one row per point), got shape {arr.shape}")
-    if arr.shape[0] < min_rows:
-        raise ValueError(f"{name} has N = {arr.shape[0]} points; at least {min_rows} are needed")
-    if arr.shape[1] < 1:
-        raise ValueError(f"{name} has no features (shape {arr.shape})")
-    if not np.all(np.isfinite(arr)):
-        bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
-        raise ValueError(f"{name} contains {bad} non-finite value(s) (NaN or inf)")
-    return arr
-
-
-def as_labelled(features, labels, min_rows: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    """``(F, y)``: ``features`` as by :func:`as_matrix` and ``labels`` ``[N]`` recoded to class ids
-    ``0..C-1`` (``int[N]``, any label values accepted); ValueError when the shapes disagree."""
-    F = as_matrix("features", features, min_rows=min_rows)
-    n = F.shape[0]
-    y = np.asarray(labels)
-    if y.shape != (n,):
-        raise ValueError(f"labels must have shape ({n},), got {y.shape}")
-    return F, np.unique(y, return_inverse=True)[1].reshape(n)
+# Every measure here needs at least this many points (the debiased HSIC divides by N - 3).
+MIN_POINTS = 4
 
 
 def _validate_pair(x, y, names: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
-    a = as_matrix(names[0], x)
-    b = as_matrix(names[1], y)
-    if a.shape[0] != b.shape[0]:
-        raise ValueError(
-            f"{names[0]} and {names[1]} must describe the same points (same N): "
-            f"{names[0]} has shape {a.shape}, {names[1]} has shape {b.shape}"
-        )
+    """Both representations as finite float64 [N, D] matrices of the same N >= 4 points."""
+    a = as_matrix(x, names[0], min_rows=MIN_POINTS)
+    b = as_matrix(y, names[1], min_rows=MIN_POINTS)
+    check_same_rows({names[0]: a, names[1]: b})
     return a, b
 
 
 def _centre(name: str, arr: np.ndarray) -> np.ndarray:
-    """Column-centre ``arr`` and scale it to unit Frobenius norm (CKA and distance *ranks* are
-    invariant to both; the scaling only protects the 4th powers in HSIC from overflow).
-    Raises if every feature is constant (zero total variance)."""
-    ptp = np.ptp(arr, axis=0)
-    const = ptp == 0
-    if np.all(const):
-        raise ValueError(
-            f"{name} has zero variance: all {arr.shape[1]} feature(s) are constant over the "
-            f"{arr.shape[0]} points, so its centred kernel is zero and CKA is undefined (0/0)"
-        )
-    centred = arr - arr.mean(axis=0, keepdims=True)
-    centred[:, const] = 0.0  # exact zeros instead of rounding noise for dead (constant) features
-    norm = np.linalg.norm(centred)
-    return centred / norm
+    """Column-centre ``arr`` (constant columns exactly 0: :func:`advisor.checks.centred`) and scale it
+    to unit Frobenius norm (CKA and distance *ranks* are invariant to both; the scaling only
+    protects the 4th powers in HSIC from overflow). Raises if every feature is constant (zero
+    total variance)."""
+    require_variance(arr, name, "so its centred kernel is zero and CKA is undefined (0/0)")
+    centred_arr = centred(arr)
+    return centred_arr / np.linalg.norm(centred_arr)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -226,7 +193,7 @@ def _rbf_gram(z: np.ndarray, threshold: float, name: str) -> np.ndarray:
     np.fill_diagonal(sq, 0.0)
     median = float(np.median(sq))
     if not median > 0.0:
-        raise ValueError(
+        raise EstimatorInputError(
             f"{name}: the median pairwise distance is zero (more than half of the point pairs "
             "coincide), so the RBF bandwidth threshold x median is zero; use kernel='linear'"
         )
@@ -265,9 +232,14 @@ def cka(X, Y, kernel: str = "linear", threshold: float = 1.0, debiased: bool = F
     similarity is undefined -- 0.0 is returned with a ``RuntimeWarning`` (never NaN). The final
     value is clipped to [0, 1] (biased) or [-1, 1] (debiased) to absorb rounding.
 
-    Raises ValueError for non-2-D / non-finite inputs, N < 4, different N, an unknown kernel, a
-    non-positive threshold, or a representation whose features are *all* constant (zero total
-    variance: CKA is 0/0). Individual constant features (e.g. dead ReLU channels) are fine.
+    ``X`` float[N, D1] and ``Y`` float[N, D2] (any real dtype; float64 inside, so float32 and float64
+    input give the same value; invariant to rescaling either, to translations and rotations, and to
+    appending constant features).
+
+    Raises :class:`advisor.checks.EstimatorInputError` (a ValueError) for non-numeric, non-2-D or
+    non-finite inputs, N < 4, different N, a representation whose features are *all* constant
+    (zero total variance: CKA is 0/0), or (RBF) a zero median distance; ValueError for an unknown
+    kernel or a non-positive threshold. Individual constant features (e.g. dead ReLU channels) are fine.
     """
     x, y = _validate_pair(X, Y, ("X", "Y"))
     if kernel not in ("linear", "rbf"):
@@ -429,8 +401,12 @@ def information_imbalance_pair(A, B, k: int = 1, max_points: int | None = None, 
     ``numpy.random.default_rng(seed)`` (without replacement, same subset for both directions)
     is used; ``n_used`` reports the number of points actually used.
 
-    Raises ValueError for non-2-D / non-finite inputs, N < 4, different N, k not an integer in
-    [1, n_used - 1], or max_points < 4.
+    ``A`` float[N, D1], ``B`` float[N, D2] (any real dtype, float64 inside). Invariant to rescaling
+    either (ranks) and to appending constant features, up to the rounding tolerance.
+
+    Raises :class:`advisor.checks.EstimatorInputError` (a ValueError) for non-numeric, non-2-D or
+    non-finite inputs, N < 4 or different N; ValueError for k not an integer in [1, n_used - 1] or
+    max_points < 4.
     """
     ab, ba, n = _imbalances(A, B, k, max_points, seed, both=True)
     return {"a_to_b": ab, "b_to_a": ba, "n_used": n}

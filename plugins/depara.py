@@ -8,6 +8,10 @@ s = mean node cosine + λ · Spearman(edges) (eq. 5); the layer to transfer is a
 ``--reference labels`` there are no reference attributions: only the edge term exists (the
 same-class graph), so ``depara`` = λ · Spearman and ``depara-nodes`` is skipped.
 Formulas: :mod:`advisor.depara`.
+
+Inputs: the cut's features [N, D], the reference [N, D'], attributions [N, P] (any real dtype, float64
+inside), N >= 4. Raises :class:`advisor.checks.EstimatorInputError` (a ValueError) for input the kit
+refuses, mismatched N or shapes, or a constant edge vector (all rows identical, a single class).
 """
 
 from advisor.depara import LAMBDA_10PCT, depara, depara_edges_only

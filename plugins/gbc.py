@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from advisor.checks import as_labelled, centred, class_means
 from advisor.estimators import Estimator
 from advisor.hookspecs import hookimpl
-from advisor.similarity import as_labelled
 
 PCA_DIMS = 64  # the paper reduces features to 64 dimensions with PCA before fitting the Gaussians
 MIN_VARIANCE = 1e-4  # per-dimension variance floor (constant features), as in the reference code
@@ -30,7 +30,7 @@ def _reduce(F: np.ndarray, dims: int | None) -> np.ndarray:
     from sklearn.decomposition import PCA
 
     k = min(int(dims), *F.shape)
-    Fc = F - F.mean(axis=0)
+    Fc = centred(F)  # constant columns exactly 0, so identical rows are caught here
     if not np.any(Fc):  # no variance: PCA would divide by zero; every direction is equally empty
         return Fc[:, :k]
     return PCA(n_components=k, svd_solver="full").fit_transform(Fc)
@@ -50,17 +50,21 @@ def gbc(features: np.ndarray, labels: np.ndarray, gaussian: str = "diagonal", pc
 
     For spherical Gaussians the log-determinant term is ``D/2 ln(s / sqrt(s_i s_j))``; the reference
     code omits the factor D there (it sums the log of a scalar), which this does not copy.
+
+    Any real dtype (float64 inside). Not invariant to rescaling the features: the variance floor
+    (1e-4) is absolute, as in the reference, so features of magnitude ~1e-2 and below look like
+    identical classes. Identical class Gaussians (features with no variance included) give
+    every BC = 1, GBC = -C(C-1). Raises :class:`advisor.checks.EstimatorInputError` (a
+    ValueError) for input :func:`advisor.checks.as_labelled` refuses, ValueError for an unknown
+    ``gaussian``.
     """
     if gaussian not in ("diagonal", "spherical"):
         raise ValueError(f"gaussian must be 'diagonal' or 'spherical', got {gaussian!r}")
-    F, y = as_labelled(features, labels, min_rows=2)
+    F, y, _ = as_labelled(features, labels, min_classes=1)  # one class: no pair, GBC = 0
     F = _reduce(F, pca_dims)
     n, d = F.shape
-    counts = np.bincount(y).astype(np.float64)
+    means, counts = class_means(F, y)
     C = len(counts)
-    means = np.zeros((C, d))
-    np.add.at(means, y, F)
-    means /= counts[:, None]
     var = np.zeros((C, d))
     np.add.at(var, y, (F - means[y]) ** 2)
     var = np.maximum(var / counts[:, None], MIN_VARIANCE)

@@ -15,43 +15,46 @@ from __future__ import annotations
 
 import numpy as np
 
+from advisor.checks import as_labelled, centred, class_means, numerical_rank
 from advisor.estimators import Estimator
 from advisor.hookspecs import hookimpl
-from advisor.similarity import as_labelled, as_matrix
 
 
-def _spectrum(features, labels) -> tuple[np.ndarray, np.ndarray, int, int]:
+def _spectrum(features, labels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Thin SVD of the centred features ``F_c = U S V^T`` (float64): the nonzero singular values ``s``
-    [r], ``||P u_k||^2`` [r] (P replaces each row by its class mean, so ``P F_c`` holds E[f | y]), N, D.
+    [r], ``||P u_k||^2`` [r] (P replaces each row by its class mean, so ``P F_c`` holds E[f | y]), and
+    ``F_c`` [N, D] itself (constant columns exactly 0, :func:`advisor.checks.centred`: identical rows
+    have rank 0, not a rank of rounding noise).
 
     With covariances ``cov(f) = F_c^T F_c / N`` and ``cov(E[f|y]) = F_c^T P F_c / N`` both live in
     span(V); in that basis ``cov(f)`` is ``diag(s^2) / N`` and the diagonal of ``cov(E[f|y])`` is
     ``s^2 ||P u_k||^2 / N``, which is all a trace against a function of ``cov(f)`` needs.
     """
-    F, y = as_labelled(features, labels, min_rows=2)
-    n = F.shape[0]
-    Fc = F - F.mean(axis=0)
+    F, y, _ = as_labelled(features, labels, min_classes=1)  # one class: 0
+    Fc = centred(F)
     u, s, _ = np.linalg.svd(Fc, full_matrices=False)
     # Same rank tolerance as np.linalg.matrix_rank: smaller singular values are rounding noise
     # (duplicated or constant columns), the pseudo-inverse's null space.
-    rank = int(np.sum(s > s[:1].max(initial=0.0) * max(Fc.shape) * np.finfo(np.float64).eps))
+    rank = numerical_rank(s, Fc.shape)
     u, s = u[:, :rank], s[:rank]
-    counts = np.bincount(y).astype(np.float64)
-    class_sums = np.zeros((len(counts), rank))
-    np.add.at(class_sums, y, u)
-    pu2 = np.sum(class_sums**2 / counts[:, None], axis=0)  # ||P u_k||^2 = sum_c n_c mean_c(u_k)^2
-    return s, pu2, n, F.shape[1]
+    means, counts = class_means(u, y)
+    pu2 = np.sum(counts[:, None] * means**2, axis=0)  # ||P u_k||^2 = sum_c n_c mean_c(u_k)^2
+    return s, pu2, Fc
 
 
 def hscore(features: np.ndarray, labels: np.ndarray) -> float:
     """H-score (Bao et al. 2019): ``tr(pinv(cov(f)) cov(E[f | y]))``, higher is better.
 
-    ``features``: float[N, D]; ``labels``: [N]. The pseudo-inverse keeps the directions above the
-    ``matrix_rank`` tolerance, so duplicated or constant columns change nothing; the score lies in
-    ``[0, C - 1]`` and reaches ``C - 1`` whenever D >= N - 1 (the features fit any labelling, the
-    over-fitting the shrinkage form addresses). Computed as ``sum_k ||P u_k||^2`` (see ``_spectrum``).
+    ``features``: float[N, D] (any real dtype, float64 inside); ``labels``: [N] (any values; one class
+    gives 0). The pseudo-inverse keeps the directions above the ``matrix_rank`` tolerance, so
+    duplicated or constant columns change nothing; the score lies in ``[0, C - 1]`` and reaches
+    ``C - 1`` whenever D >= N - 1 (the features fit any labelling, the over-fitting the shrinkage
+    form addresses); features with no variance (all rows identical) give 0. Invariant to rescaling
+    the features. Computed as ``sum_k ||P u_k||^2`` (see ``_spectrum``). Raises
+    :class:`advisor.checks.EstimatorInputError` (a ValueError) for input
+    :func:`advisor.checks.as_labelled` refuses.
     """
-    _, pu2, _, _ = _spectrum(features, labels)
+    _, pu2, _ = _spectrum(features, labels)
     return float(np.sum(pu2))
 
 
@@ -65,14 +68,15 @@ def hscore_shrinkage(features: np.ndarray, labels: np.ndarray, alpha: float | No
 
         H_alpha = (1 - alpha) sum_k (s_k^2 ||P u_k||^2 / N) / ((1 - alpha) s_k^2 / N + alpha sigma).
 
-    Zero features give 0.
+    Features with no variance (all rows identical) give 0. Any real dtype (float64 inside);
+    invariant to rescaling the features (alpha too). Errors: as :func:`hscore`.
     """
-    s, pu2, n, d = _spectrum(features, labels)
+    s, pu2, Fc = _spectrum(features, labels)
+    n, d = Fc.shape
     if alpha is None:
         from sklearn.covariance import ledoit_wolf_shrinkage
 
-        F = as_matrix("features", features, min_rows=2)
-        alpha = float(ledoit_wolf_shrinkage(F - F.mean(axis=0), assume_centered=True))
+        alpha = float(ledoit_wolf_shrinkage(Fc, assume_centered=True))
     lam = s**2 / n  # nonzero eigenvalues of cov(f)
     sigma = lam.sum() / d
     denom = (1.0 - alpha) * lam + alpha * sigma

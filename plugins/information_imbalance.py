@@ -8,21 +8,22 @@ representation with the target network's by Δ(source → target) = 2/N² Σ_i r
 2,000 is used (exact ranks need O(N²) work). Formula: :func:`advisor.similarity.information_imbalance`.
 """
 
-import numpy as np
-
+from advisor.checks import as_matrix, require_variance
 from advisor.estimators import Estimator
 from advisor.hookspecs import hookimpl
-from advisor.similarity import information_imbalance
+from advisor.similarity import MIN_POINTS, information_imbalance
 
 MAX_POINTS = 2000
 
 
 def _informative(features):
-    # A constant cut has no neighbourhoods: every rank would be a tie-break artefact, not a score.
-    f = np.asarray(features, dtype=np.float64)
-    if f.ndim == 2 and np.all(np.isfinite(f)) and np.ptp(f, axis=0).max(initial=0.0) == 0.0:
-        raise ValueError("the cut's features are constant (zero variance): no neighbourhoods to compare")
-    return features
+    """The cut's features as :func:`advisor.checks.as_matrix` gives them (float64 [N, D], N >= 4),
+    refused with :class:`advisor.checks.EstimatorInputError` when constant: a constant cut has no
+    neighbourhoods, every rank would be a tie-break artefact, not a score. (A constant reference
+    is scored: anything predicts it, Δ = 2/N.)"""
+    X = as_matrix(features, "features", min_rows=MIN_POINTS)
+    require_variance(X, "the cut", "so there are no neighbourhoods to compare")
+    return X
 
 
 def _forward(features, labels=None, *, reference=None, **_):

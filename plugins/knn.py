@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from advisor.checks import as_labelled, unit_rows
 from advisor.estimators import Estimator
 from advisor.hookspecs import hookimpl
 
@@ -15,7 +16,10 @@ CHUNK_ENTRIES = 1 << 22
 def knn_accuracy(features: np.ndarray, labels: np.ndarray, k: int = 5) -> float:
     """Fraction of samples whose leave-one-out k-NN vote (cosine similarity) equals their label.
 
-    ``features``: ``float[N, D]``; ``labels``: ``[N]`` class ids. Rows are L2-normalised (a zero row
+    ``features``: ``float[N, D]`` (any real dtype, N >= 2); ``labels``: ``[N]`` class ids (any values;
+    one class gives 1.0). Raises :class:`advisor.checks.EstimatorInputError` (a ValueError) for input
+    :func:`advisor.checks.as_labelled` refuses, ValueError for a ``k`` that is not a positive
+    integer. Invariant to rescaling the features (cosine). Rows are L2-normalised (a zero row
     stays zero: similarity 0 to everything); a sample is never its own neighbour. The prediction is
     the majority label among the ``min(k, N - 1)`` most similar samples; a tied vote goes to the
     tied label with the larger summed similarity (then to the smaller label).
@@ -27,26 +31,14 @@ def knn_accuracy(features: np.ndarray, labels: np.ndarray, k: int = 5) -> float:
     on one core: 0.070 s per call in float64 against 0.038 s in float32 (1.8x; the similarity product
     alone 0.068 s vs 0.023 s), a few percent of a forward pass over the same 1000 images.
     """
-    F = np.asarray(features)
-    if not np.issubdtype(F.dtype, np.floating):
-        F = F.astype(np.float64)
-    labels = np.asarray(labels)
-    if F.ndim != 2:
-        raise ValueError(f"features must be 2-D [N, D], got shape {F.shape}")
-    N = F.shape[0]
-    if labels.shape != (N,):
-        raise ValueError(f"labels must have shape ({N},), got {labels.shape}")
-    if N < 2 or not np.all(np.isfinite(F)):
-        raise ValueError("features must be finite with at least 2 rows")
+    # float64 before the norms too: a float32 norm alone shifts a row's similarities by ~6e-8
+    F, y, counts = as_labelled(features, labels, min_classes=1)
+    N, C = F.shape[0], len(counts)
     if int(k) != k or k < 1:
         raise ValueError(f"k must be a positive integer, got {k}")
     k = min(int(k), N - 1)
 
-    F = F.astype(np.float64, copy=False)  # norms too: a float32 norm alone shifts a row's similarities by ~6e-8
-    norms = np.linalg.norm(F, axis=1, keepdims=True)
-    Z = F / np.where(norms > 0, norms, 1.0)
-    classes, y = np.unique(labels, return_inverse=True)
-    C = len(classes)
+    Z = unit_rows(F)
     chunk = max(1, CHUNK_ENTRIES // N)
     correct = 0
     for start in range(0, N, chunk):

@@ -18,21 +18,13 @@ import warnings
 import numpy as np
 from scipy.special import softmax
 
+from advisor.checks import as_labels, as_labelled, as_matrix, centred
 from advisor.estimators import Estimator
 from advisor.hookspecs import hookimpl
-from advisor.similarity import as_matrix
 
 NLEEP_COMPONENTS_PER_CLASS = 5  # N-LEEP's mixture size: 5 x number of target classes (capped by N)
 NLEEP_VARIANCE = 0.8  # PCA keeps the leading components explaining 80 % of the variance (the paper's choice)
 SEED = 0
-
-
-def _labels(labels, n: int) -> np.ndarray:
-    """Labels [n] as class indices 0..C-1 (any values; each distinct value is a class)."""
-    labels = np.asarray(labels)
-    if labels.shape != (n,):
-        raise ValueError(f"labels must have shape ({n},), got {labels.shape}")
-    return np.unique(labels, return_inverse=True)[1].reshape(n)
 
 
 def leep_from_probabilities(theta: np.ndarray, labels: np.ndarray) -> float:
@@ -40,11 +32,13 @@ def leep_from_probabilities(theta: np.ndarray, labels: np.ndarray) -> float:
 
     Empirical joint ``P(y, z) = 1/N sum_i theta_z(x_i) [y_i = y]`` (eq. 1), conditional
     ``P(y | z) = P(y, z) / P(z)``, and ``LEEP = 1/N sum_i log sum_z P(y_i | z) theta_z(x_i)`` (eq. 2).
-    ``labels``: [N] class ids. Higher is better; 0 is the maximum (every label predicted with certainty).
+    ``labels``: [N] class ids (any values). Higher is better; 0 is the maximum (every label predicted
+    with certainty, a single class included). Raises :class:`advisor.checks.EstimatorInputError`
+    (a ValueError) for input :func:`advisor.checks.as_matrix` / :func:`advisor.checks.as_labels` refuse.
     """
-    theta = as_matrix("theta", theta, min_rows=1)
-    y = _labels(labels, theta.shape[0])
-    onehot = np.eye(int(y.max()) + 1)[y]  # [N, C]
+    theta = as_matrix(theta, "theta")
+    y, counts = as_labels(labels, theta.shape[0])
+    onehot = np.eye(len(counts))[y]  # [N, C]
     joint = onehot.T @ theta / len(y)  # [C, Z]
     marginal = joint.sum(axis=0)  # P(z) [Z]
     # A dummy label no sample gives any mass (a softmax underflow) contributes nothing either way.
@@ -54,8 +48,9 @@ def leep_from_probabilities(theta: np.ndarray, labels: np.ndarray) -> float:
 
 
 def leep(logits: np.ndarray, labels: np.ndarray) -> float:
-    """LEEP of the source head: ``theta = softmax(logits)``, ``logits`` float[N, C_s] (float64 inside)."""
-    return leep_from_probabilities(softmax(as_matrix("logits", logits, min_rows=1), axis=1), labels)
+    """LEEP of the source head: ``theta = softmax(logits)``, ``logits`` float[N, C_s] (any real dtype,
+    float64 inside); ``labels`` [N]. The features play no part. Errors: as :func:`leep_from_probabilities`."""
+    return leep_from_probabilities(softmax(as_matrix(logits, "logits"), axis=1), labels)
 
 
 def nce(logits: np.ndarray, labels: np.ndarray) -> float:
@@ -63,12 +58,14 @@ def nce(logits: np.ndarray, labels: np.ndarray) -> float:
 
     ``logits``: float[N, C_s]; ``labels``: [N]. With the empirical joint ``P(y, z)`` of the pairs
     ``(y_i, z_i)``, ``H(Y | Z) = -sum_{y,z} P(y, z) log (P(y, z) / P(z))``. Higher is better; 0 when
-    the source's hard prediction determines the target label.
+    the source's hard prediction determines the target label. The features play no part.
+    Raises :class:`advisor.checks.EstimatorInputError` (a ValueError) for input
+    :func:`advisor.checks.as_matrix` / :func:`advisor.checks.as_labels` refuse.
     """
-    logits = as_matrix("logits", logits, min_rows=1)
-    y = _labels(labels, logits.shape[0])
-    z = np.unique(np.argmax(logits, axis=1), return_inverse=True)[1].reshape(-1)
-    joint = np.zeros((int(y.max()) + 1, int(z.max()) + 1))
+    logits = as_matrix(logits, "logits")
+    y, counts = as_labels(labels, logits.shape[0])
+    z, _ = as_labels(np.argmax(logits, axis=1), logits.shape[0])
+    joint = np.zeros((len(counts), int(z.max()) + 1))
     np.add.at(joint, (y, z), 1.0 / len(y))
     conditional = joint / joint.sum(axis=0)  # every z that occurs has P(z) > 0
     nz = joint > 0
@@ -84,12 +81,16 @@ def nleep(features: np.ndarray, labels: np.ndarray, n_components: int | None = N
     and ``n_components`` components (default ``5 x C`` for C target classes, capped by N; fixed
     ``random_state``); its posterior ``P(v | x_i)`` [N, K] is ``theta`` in LEEP's eq. 1-2. Features with
     no variance at all give one component (``theta = 1``), i.e. ``sum_c P(c) log P(c)``.
+
+    Any real dtype (float64 inside). Not invariant to rescaling the features: the mixture's
+    covariance floor (scikit-learn's ``reg_covar = 1e-6``) is absolute, so features of magnitude
+    ~1e-2 and below merge towards one component. Raises :class:`advisor.checks.EstimatorInputError`
+    (a ValueError) for input :func:`advisor.checks.as_labelled` refuses.
     """
-    F = as_matrix("features", features, min_rows=2)
-    y = _labels(labels, F.shape[0])
+    F, y, counts = as_labelled(features, labels, min_classes=1)
     n = F.shape[0]
-    k = min(n, NLEEP_COMPONENTS_PER_CLASS * (int(y.max()) + 1)) if n_components is None else int(n_components)
-    Fc = F - F.mean(axis=0)
+    k = min(n, NLEEP_COMPONENTS_PER_CLASS * len(counts)) if n_components is None else int(n_components)
+    Fc = centred(F)
     if not np.any(np.abs(Fc) > np.finfo(np.float64).eps * max(1.0, float(np.abs(F).max()))):
         return leep_from_probabilities(np.ones((n, 1)), y)
     from sklearn.decomposition import PCA

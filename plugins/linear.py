@@ -10,9 +10,9 @@ import warnings
 
 import numpy as np
 
+from advisor.checks import EstimatorInputError, as_labelled
 from advisor.estimators import Estimator
 from advisor.hookspecs import hookimpl
-from advisor.similarity import as_labelled
 
 MAX_FOLDS = 5
 SEED = 0
@@ -27,19 +27,20 @@ def linear_probe_accuracy(features: np.ndarray, labels: np.ndarray, folds: int =
     a ``StandardScaler`` (fitted on the training part; constant columns stay 0) feeds a default
     ``LogisticRegression`` (L2, C = 1, lbfgs, multinomial, up to 1000 iterations; a fold that stops
     short of convergence still counts).
+
+    Any real dtype (float64 inside); invariant to rescaling the features (standardised). Raises
+    :class:`advisor.checks.EstimatorInputError` (a ValueError) for input
+    :func:`advisor.checks.as_labelled` refuses and when a class has fewer than 2 examples.
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_score
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    F, y = as_labelled(features, labels, min_rows=2)
-    counts = np.bincount(y)
-    if len(counts) < 2:
-        raise ValueError("the linear probe needs at least 2 classes")
+    F, y, counts = as_labelled(features, labels, what="the linear probe")
     k = min(int(folds), int(counts.min()))
     if k < 2:
-        raise ValueError(f"the linear probe needs >= 2 examples of every class for cross-validation; the smallest class has {counts.min()}")
+        raise EstimatorInputError(f"the linear probe needs >= 2 examples of every class for cross-validation; the smallest class has {counts.min()}")
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=MAX_ITER))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ConvergenceWarning on separable folds

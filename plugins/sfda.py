@@ -30,9 +30,9 @@ import numpy as np
 import scipy.linalg
 from scipy.special import softmax
 
+from advisor.checks import as_labelled, centred, class_means
 from advisor.estimators import Estimator
 from advisor.hookspecs import hookimpl
-from advisor.similarity import as_labelled
 
 SHRINKAGE_A = 5.0  # lambda = exp(-a * largest eigenvalue of S_W), a = 5 as in the reference code
 MIN_SHRINKAGE = 1e-10  # lower bound on lambda, as in the reference code
@@ -50,14 +50,6 @@ def _largest_eigenvalue(S: np.ndarray) -> float:
     from scipy.sparse.linalg import eigsh
 
     return float(eigsh(S, k=1, which="LA", v0=np.ones(S.shape[0]), return_eigenvectors=False)[0])
-
-
-def _class_means(X: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    counts = np.bincount(y, minlength=n_classes).astype(np.float64)
-    means = np.zeros((n_classes, X.shape[1]))
-    np.add.at(means, y, X)
-    means /= np.maximum(counts, 1.0)[:, None]
-    return means, counts
 
 
 def ledoit_wolf_shrinkage(Xw: np.ndarray, dim: int) -> float:
@@ -80,7 +72,7 @@ def ledoit_wolf_shrinkage(Xw: np.ndarray, dim: int) -> float:
 
 def _shrinkage(X: np.ndarray, y: np.ndarray, n_classes: int, dim: int) -> float:
     """max(paper's ``exp(-a sigma_max(S_W))`` (floored at 1e-10), Ledoit–Wolf intensity of ``S_W``)."""
-    means, _ = _class_means(X, y, n_classes)
+    means, _ = class_means(X, y, n_classes)
     Xw = X - means[y]
     Sw = Xw.T @ Xw / X.shape[0]
     paper = max(float(np.exp(-SHRINKAGE_A * _largest_eigenvalue(Sw))), MIN_SHRINKAGE)
@@ -93,7 +85,7 @@ def _fit(X: np.ndarray, y: np.ndarray, shrinkage: float, n_classes: int, dim: in
     in a basis of its span (default: ``X.shape[1]``)."""
     n, d = X.shape
     dim = dim or d
-    means, counts = _class_means(X, y, n_classes)
+    means, counts = class_means(X, y, n_classes)
     Xw = X - means[y]
     Sw = Xw.T @ Xw / n
     mu = np.trace(Sw) / dim
@@ -140,15 +132,20 @@ def _confmix_weights(X: np.ndarray, y: np.ndarray, fold: np.ndarray, shrinkage: 
     """ConfMix weights ``q`` [N] for each outer fold f: for a sample of fold g != f, the softened
     posterior of its true class (``softmax(p)[y]``, as in the reference) from the discriminant fitted
     on the folds other than f and g, so that nothing fitted on fold f shapes the data fold f is scored
-    against (entry f of the result is filled for every sample outside fold f). One fit per pair of folds."""
+    against (entry f of the result is filled for every sample outside fold f). One fit per pair of folds.
+    Where nothing is left to fit on -- a single fold (one sample per class), or two folds (at most two
+    samples per class) for the pair -- there is no challenge: ``q = 1``."""
     ids = [int(f) for f in np.unique(fold)]
     q = {f: np.full(len(y), np.nan) for f in ids}
-    n = np.arange(len(y))
     for a in ids:
         for b in ids:
             if b <= a:
                 continue
             train = (fold != a) & (fold != b)
+            if not train.any():  # two folds only: a fit on nothing would be 0/0 (NaN posteriors)
+                q[b][fold == a] = 1.0
+                q[a][fold == b] = 1.0
+                continue
             coef, intercept = _fit(X[train], y[train], shrinkage, n_classes, dim)
             for held, outer in ((a, b), (b, a)):
                 rows = fold == held
@@ -156,15 +153,19 @@ def _confmix_weights(X: np.ndarray, y: np.ndarray, fold: np.ndarray, shrinkage: 
                 q[outer][rows] = post[np.arange(int(rows.sum())), y[rows]]
     if len(ids) == 1:  # a single fold (one sample per class): nothing to hold out from, no challenge
         q[ids[0]][:] = 1.0
-    del n
     return q
 
 
 def sfda(features: np.ndarray, labels: np.ndarray) -> float:
     """SFDA score (Shao et al. 2022), higher is better; in [0, 1], about 1/C for labels unrelated to the features.
 
-    ``features``: float[N, D] (float64 inside, centred: the Fisher classifier and ConfMix are
-    translation-equivariant, so this only avoids cancellation); ``labels``: [N] with >= 2 classes.
+    ``features``: float[N, D] (any real dtype; float64 inside, centred: the Fisher classifier and
+    ConfMix are translation-equivariant, so this only avoids cancellation); ``labels``: [N] with
+    >= 2 classes. Raises :class:`advisor.checks.EstimatorInputError` (a ValueError) for input
+    :func:`advisor.checks.as_labelled` refuses. Not invariant to rescaling the features: the
+    paper's shrinkage ``exp(-a sigma_max(S_W))`` depends on their scale (it can only decide while the
+    largest within-class variance is below ~5; beyond, it sits at its 1e-10 floor and the
+    scale-free Ledoit-Wolf term decides).
 
     Held out throughout (5 stratified folds, see the module docstring): sample i of fold f is scored
     by a discriminant fitted on the other folds, challenged with weights from fits that did not see
@@ -181,12 +182,10 @@ def sfda(features: np.ndarray, labels: np.ndarray) -> float:
        the mean posterior of the true class of the held-out samples, ``1/N sum_i p(y_i | x_i)`` (no
        log, as in the reference code). Held-out samples are not mixed: the mixing uses the label.
     """
-    X, y = as_labelled(features, labels, min_rows=2)
+    X, y, counts = as_labelled(features, labels, what="SFDA")
     n, dim = X.shape
-    C = int(y.max()) + 1
-    if C < 2:
-        raise ValueError("SFDA needs at least 2 classes")
-    X = X - X.mean(axis=0)
+    C = len(counts)
+    X = centred(X)
     if dim > n:  # coordinates in the span of the rows (from the Gram matrix): inner products unchanged
         ev, U = np.linalg.eigh(X @ X.T)
         keep = ev > ev[-1] * 1e-12
@@ -199,7 +198,7 @@ def sfda(features: np.ndarray, labels: np.ndarray) -> float:
         test, train = fold == f, fold != f
         if not train.any():  # one fold only: score in-sample
             train = test
-        means, counts = _class_means(X[train], y[train], C)
+        means, counts = class_means(X[train], y[train], C)
         present = counts > 0
         others = (means[present].sum(axis=0) - means) / max(int(present.sum()) - 1, 1)  # mean of the other classes' means
         qf = q[int(f)][train][:, None]

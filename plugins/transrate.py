@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from advisor.checks import as_labelled, centred
 from advisor.estimators import Estimator
 from advisor.hookspecs import hookimpl
-from advisor.similarity import as_labelled
 
 EPS = 1e-4  # the distortion of the paper's code listing (eps = 1e-4)
 
@@ -34,11 +34,16 @@ def transrate(features: np.ndarray, labels: np.ndarray, eps: float = EPS) -> flo
     ``features``: float[N, D] (float64), centred over all samples (not per class); ``labels``: [N]
     with K classes; ``Z_k`` the rows of class k. The class term is the plain mean over classes, as in
     the paper's code (the rate-distortion literature weights class k by n_k / N; equal for balanced
-    classes).
+    classes). Features with no variance give 0; constant columns change nothing.
+
+    Any real dtype (float64 inside). Not invariant to rescaling the features: the distortion
+    ``eps`` is absolute, as in the paper (features much smaller than sqrt(eps) = 1e-2 score ~0). Raises
+    :class:`advisor.checks.EstimatorInputError` (a ValueError) for input
+    :func:`advisor.checks.as_labelled` refuses.
     """
-    Z, y = as_labelled(features, labels, min_rows=2)
-    Z = Z - Z.mean(axis=0)
-    K = int(y.max()) + 1
+    Z, y, counts = as_labelled(features, labels, min_classes=1)
+    Z = centred(Z)
+    K = len(counts)
     return coding_rate(Z, eps) - sum(coding_rate(Z[y == k], eps) for k in range(K)) / K
 
 

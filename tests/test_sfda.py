@@ -112,3 +112,12 @@ def test_needs_two_classes():
     x, _ = _blobs()
     with pytest.raises(ValueError, match="2 classes"):
         sfda(x, np.zeros(len(x)))
+
+
+def test_two_samples_per_class_is_scored_not_nan():
+    # Two folds: the ConfMix fit for the pair (0, 1) had no training sample left, 0/0 gave NaN
+    # posteriors and a NaN score. There is nothing to challenge with then (q = 1, as with one fold).
+    x, y = _blobs(n=300, d=10, c=4, sep=3.0)
+    few = np.concatenate([np.flatnonzero(y == c)[:2] for c in range(4)])
+    score = sfda(x[few], y[few])
+    assert 0.0 <= score <= 1.0 and score > 0.5  # separable classes, scored held out
