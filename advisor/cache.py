@@ -489,3 +489,74 @@ def clear() -> Path:
             if p.exists():
                 p.unlink()
     return path
+
+
+# Which rows `advisor cache clear --model/--estimator/--probe` deletes: per table, the column each filter
+# reads. A table is cleared only when every given filter applies to it (with --estimator alone, the
+# features stay; with --model and --probe, only that model's results on that probe go). The bench's
+# tables are left alone: its runs CSV would bring them back (`advisor bench` imports it on start).
+_CLEAR_TABLES = (
+    ("scores", {"model": "model_fp", "probe": "probe_hash", "estimator": "estimator"}),
+    ("features", {"model": "model_fp", "probe": "probe_hash"}),
+    ("extractions", {"model": "model_fp", "probe": "probe_hash"}),
+    ("attribution_runs", {"model": "model_fp", "probe": "probe_hash"}),
+    ("validation_runs", {"model": "model_fp", "probe": "probe"}),
+    ("estimator_agreement", {"estimator": "estimator", "probe": "probe"}),
+    ("models", {"model": "fingerprint"}),
+    ("probes", {"probe": "hash"}),
+)
+
+
+def _same_probe(stored: str, given: str) -> bool:
+    """A probe as the user names it now against one stored by an earlier command: the same text, or
+    the same path once both are resolved from here (a relative path given from another folder is not)."""
+    if stored == given:
+        return True
+    if ":" in stored.split("/")[0] or ":" in given.split("/")[0]:  # builtin:digits and other non-paths
+        return False
+    try:
+        return Path(stored).expanduser().resolve() == Path(given).expanduser().resolve()
+    except (OSError, RuntimeError):
+        return False
+
+
+def clear_rows(*, models=(), estimators=(), probes=()) -> dict[str, int]:
+    """Delete the cached results of ``models`` (model ids), ``estimators`` (names) and/or ``probes``
+    (as given to ``rank``; every subsample of it): the rows matching every given filter, in the
+    tables where they all apply (see ``_CLEAR_TABLES``). One transaction: all of it or nothing.
+    Returns {table: rows deleted} (tables with none left out); {} when there is no cache."""
+    models, estimators, probes = [list(dict.fromkeys(x)) for x in (models, estimators, probes)]
+    given = {k for k, v in (("model", models), ("estimator", estimators), ("probe", probes)) if v}
+    if not given:
+        raise AdvisorError("nothing to clear: no model, estimator or probe given", "pass --model ID, --estimator NAME or --probe PROBE")
+    if not cache_path().exists():
+        return {}
+    deleted: dict[str, int] = {}
+    with transaction() as con:
+        tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        values: dict[str, dict[str, list]] = {"model": {}, "probe": {}, "estimator": {}}
+        values["estimator"]["estimator"] = estimators
+        fps = [r[0] for r in con.execute("SELECT fingerprint FROM models WHERE list_contains(?::VARCHAR[], model_id)", [models]).fetchall()]
+        if "validation_runs" in tables:
+            fps += [r[0] for r in con.execute("SELECT DISTINCT model_fp FROM validation_runs WHERE list_contains(?::VARCHAR[], model_id)",
+                                              [models]).fetchall()]
+        for column in ("model_fp", "fingerprint"):
+            values["model"][column] = list(dict.fromkeys(fps))
+        stored = con.execute("SELECT hash, source FROM probes").fetchall()
+        hashes = [h for h, src in stored if any(_same_probe(src, p) for p in probes)]
+        sources = {src for _, src in stored}
+        for table in ("validation_runs", "estimator_agreement"):
+            if table in tables:
+                sources |= {r[0] for r in con.execute(f"SELECT DISTINCT probe FROM {table}").fetchall() if r[0] is not None}
+        values["probe"] = {"probe_hash": hashes, "hash": hashes,
+                           "probe": sorted(s for s in sources if any(_same_probe(s, p) for p in probes))}
+        for table, columns in _CLEAR_TABLES:
+            if table not in tables or not given <= set(columns):
+                continue
+            where = " AND ".join(f"list_contains(?::VARCHAR[], {columns[f]})" for f in sorted(given))
+            params = [values[f][columns[f]] for f in sorted(given)]
+            n = con.execute(f"SELECT count(*) FROM {table} WHERE {where}", params).fetchone()[0]
+            if n:
+                con.execute(f"DELETE FROM {table} WHERE {where}", params)
+                deleted[table] = int(n)
+    return deleted

@@ -390,7 +390,7 @@ def _design(rows: Sequence[Sequence[float]]):
         raise AdvisorError(f"refit needs rows of (G, W, N, T), got an array of shape {A.shape}", "one row per validated dataset: G,W,N,T")
     if len(A) < MIN_REFIT_ROWS:
         raise AdvisorError(f"refit needs at least {MIN_REFIT_ROWS} rows (G, W, N, T), got {len(A)}",
-                           "collect more validation runs, or use the published eq. 3 (omit --refit-from)")
+                           "collect more validation runs, or use the published regression of Chen et al. 2022 (omit --refit-from)")
     if not np.all(np.isfinite(A)) or np.any(A[:, 2] <= 0) or np.any(A[:, 3] <= 0):
         raise AdvisorError("refit rows must be finite with N > 0 and T > 0", "fix the offending rows (T is a ratio of distances, N an image count)")
     V = np.column_stack([A[:, 0], A[:, 1], np.log(A[:, 2])])
@@ -435,7 +435,7 @@ def published() -> Fit:
     """Eq. 3 with its published coefficients, on Table 2's z-scores; r, residual SE and LOO error are
     those of the published coefficients on Table 2 (LOO: of the refit, the published fit has none)."""
     X, y, mean, std = _design(table2_design())
-    fit = _finish(X, y, np.array(PUBLISHED_COEF), mean, std, "Chen et al. 2022, eq. 3 (published)")
+    fit = _finish(X, y, np.array(PUBLISHED_COEF), mean, std, "Chen et al. 2022 (published coefficients)")
     loo = refit(table2_design()).loo_rmse
     return Fit(**{**fit.__dict__, "loo_rmse": loo})
 
@@ -522,7 +522,7 @@ def advice(forecast: Forecast, z_gap: float) -> dict:
     if len(tiers) > 1:
         text += f" (the {forecast.level:.0%} band spans the {' to '.join([tiers[0], tiers[-1]])} tiers: treat as indicative)"
     return {"tier": t, "tiers_in_band": tiers, "recommendation": text,
-            "rule": (f"T_FB tiers are the tertiles of Chen et al. 2022, Table 2: low < {lo:.1f} ≤ medium < {hi:.1f} ≤ high; high → freeze most, "
+            "rule": (f"T_FB tiers are the tertiles of T_FB over the 12 datasets of Chen et al. 2022: low < {lo:.1f} ≤ medium < {hi:.1f} ≤ high; high → freeze most, "
                      "medium → fine-tune the upper half, low → fine-tune all; z(G) > 1 → also unfreeze the stem")}
 
 
@@ -555,20 +555,24 @@ def table2_scale(ref: Reference) -> tuple[dict, str]:
         return ref.meta["table2_scale"], ""
     base = _read_npz(_shipped(DEFAULT_SOURCE).read_bytes(), DEFAULT_SOURCE, "shipped") if _shipped(DEFAULT_SOURCE).is_file() else None
     if base is None or not base.meta.get("table2_scale"):
-        raise AdvisorError("no Table-2 calibration available (the shipped imagenet reference is missing)", "reinstall advisor")
-    return base.meta["table2_scale"], (f"source '{ref.name}' has no Table-2 calibration: ImageNet's factors are used, and eq. 3 "
-                                        "was fitted on ImageNet pre-training only, so the T_FB forecast is a rough guide")
+        raise AdvisorError("no calibration to the scale of Chen et al. 2022's datasets available (the shipped imagenet reference is missing)",
+                           "reinstall advisor")
+    return base.meta["table2_scale"], (f"source '{ref.name}' has no calibration to the scale of Chen et al. 2022's datasets: ImageNet's "
+                                        "factors are used, and their regression was fitted on ImageNet pre-training only, so the T_FB "
+                                        "forecast is a rough guide")
 
 
 # ---------------------------------------------------------------- a probe, end to end
 
 
-def probe_features(spec: str, *, split: str | None = "train", max_images: int | None = 1000, seed: int = 0, warn=None):
+def probe_features(spec: str, *, split: str | None = "train", max_images: int | None = 1000, seed: int = 0, warn=None,
+                   progress=None):
     """Load a probe (any format of ``advisor.probe``), decode a seeded sample of at most
     ``max_images`` images, and return ``(features [n, 22], n_total, n_unreadable)``; ``n_total`` is the
     number of images in the split, the data amount N by default. Labels are not needed: a one-class
     folder is fine. Images are decoded one at a time (reduced while decoding, see
-    :data:`advisor.probe.DECODE_SIDE`), so memory does not grow with the sample."""
+    :data:`advisor.probe.DECODE_SIDE`), so memory does not grow with the sample. ``progress`` (an
+    :class:`advisor.ranking.Progress`) follows the images, one step each."""
     from advisor.probe import iter_images, load_probe
 
     probe = load_probe(spec, split=split, min_classes=1)
@@ -582,7 +586,12 @@ def probe_features(spec: str, *, split: str | None = "train", max_images: int | 
             raise AdvisorError(f"--max-images {max_images} is below {MIN_IMAGES}", f"pass --max-images {MIN_IMAGES} or more (default 1000)")
         idx = np.sort(np.random.default_rng(seed).choice(n_total, size=max_images, replace=False))
     rows, bad = [], {}
+    step = f"{spec} (domain features)"
+    if progress is not None:
+        progress.start_model(step, len(idx))
     for i, im, reason in iter_images(probe, [int(i) for i in idx]):
+        if progress is not None:
+            progress.advance(1)
         if im is None:
             bad[i] = reason
             continue
@@ -590,6 +599,8 @@ def probe_features(spec: str, *, split: str | None = "train", max_images: int | 
             raise AdvisorError(f"image {probe.item_name(i)} is {im.size[0]}×{im.size[1]} pixels; texture features need at least 2×2",
                                "remove it or resize it")
         rows.append(image_features(im))
+    if progress is not None:
+        progress.end_model(step, False)
     if bad and warn:
         warn(f"{len(bad)} unreadable image(s) skipped, e.g. {probe.item_name(next(iter(bad)))}: {next(iter(bad.values()))}")
     if len(rows) < MIN_IMAGES:
@@ -599,13 +610,13 @@ def probe_features(spec: str, *, split: str | None = "train", max_images: int | 
 
 
 def analyse(spec: str, *, source: str = DEFAULT_SOURCE, split: str | None = "train", max_images: int | None = 1000, seed: int = 0,
-            train_size: int | None = None, fit: Fit | None = None, level: float = 0.9, warn=None) -> dict:
+            train_size: int | None = None, fit: Fit | None = None, level: float = 0.9, warn=None, progress=None) -> dict:
     """G, W, N of a probe against a source reference, the eq. 3 forecast of T_FB with its band, and
     the freezing advice. ``fit`` defaults to the published eq. 3 (see :func:`published`); a
     :func:`refit` on the user's own (G, W, N, T) history is used on the user's own scale (no
     Table-2 calibration)."""
     ref = load_reference(source)
-    X, n_total, n_bad = probe_features(spec, split=split, max_images=max_images, seed=seed, warn=warn)
+    X, n_total, n_bad = probe_features(spec, split=split, max_images=max_images, seed=seed, warn=warn, progress=progress)
     if train_size is not None and train_size < 1:
         raise AdvisorError(f"--train-size must be at least 1, got {train_size}", "pass the number of training images")
     N = int(train_size or n_total)

@@ -56,7 +56,7 @@ def recommend(cuts: list[str], scores: list[float | None], higher_is_better: boo
     best = int(idx[int(np.argmax(vals))])
     pick = int(idx[norm >= 1.0 - tol - 1e-12].max())
     epc = "unknown" if examples_per_class is None else f"{examples_per_class:.0f}"
-    rule = (f"argmax of {estimator} over cuts (Song et al. 2020 (DEPARA), eq. 6) is {cuts[best]}; with {epc} examples per class the "
+    rule = (f"argmax of {estimator} over cuts (DEPARA's layer selection, Song et al. 2020) is {cuts[best]}; with {epc} examples per class the "
             f"deepest cut within {tol:.0%} of the best is preferred (small targets favour deeper freezing, Gerace et al. 2023; Plested & Gedeon 2019)")
     return Recommendation(cut=cuts[pick], argmax_cut=cuts[best], estimator=estimator, tolerance=tol,
                           examples_per_class=examples_per_class, rule=rule)

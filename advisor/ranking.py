@@ -53,6 +53,8 @@ class Progress:
     advance: Callable[[int], None] = lambda n: None
     end_model: Callable[[str, bool], None] = lambda model_id, cached: None
     warn: Callable[[str], None] = lambda msg: print(f"warning: {msg}", file=sys.stderr)
+    plan: Callable[[list[str]], None] = lambda model_ids: None  # the models about to be processed, in order
+    resolved: Callable[[str, Resolved], None] = lambda model_id, resolved: None  # where a model's weights were found
 
 
 @dataclass
@@ -266,14 +268,16 @@ def model_features(
     progress: Progress,
     resolved: Resolved | None = None,
     build=None,
+    refresh: bool = False,
 ) -> tuple[ModelFeatures, Probe]:
-    """Features of every cut of one model on the probe: from the cache, else extracted and stored.
+    """Features of every cut of one model on the probe: from the cache, else (or with ``refresh``)
+    extracted and stored.
 
     ``resolved``/``build(probe, images) -> LoadedModel`` replace resolving the id and loading its
     weights (the scratch reference trains its network instead)."""
     resolved = resolved or _model_step(model_id, resolve_model, model_id, ctx)
     fp = resolved.fingerprint
-    if cache.cache_path().exists() and _Validated.done(probe):
+    if not refresh and cache.cache_path().exists() and _Validated.done(probe):
         with cache.connect(read_only=True) as con:
             meta = _cached_model(con, fp)
             if meta is not None:
@@ -326,8 +330,11 @@ def model_features(
     return ModelFeatures(model_id, resolved, cuts, ex.features, ex.logits, ex.seconds, False, ph, build), probe
 
 
-def score_model(mf: ModelFeatures, probe: Probe, estimators: list[Estimator], inputs: dict, reference_key: str) -> list[dict]:
-    """Every estimator at every cut of one model; cached scores are reused, new ones stored.
+def score_model(mf: ModelFeatures, probe: Probe, estimators: list[Estimator], inputs: dict, reference_key: str,
+                refresh: set[str] | frozenset[str] = frozenset()) -> list[dict]:
+    """Every estimator at every cut of one model; cached scores are reused (except the estimators
+    named in ``refresh``, recomputed: their new scores replace the cached ones, and a cached score
+    whose recomputation fails is deleted), new ones stored.
 
     ``inputs`` holds what estimators may need: ``logits``, ``reference``,
     ``reference_attributions`` and per-cut ``attributions`` (a dict cut → array)."""
@@ -341,11 +348,11 @@ def score_model(mf: ModelFeatures, probe: Probe, estimators: list[Estimator], in
                 [fp, probe.hash, ph],
             ).fetchall():
                 cached[(est, ver, ref, cut)] = (score, secs)
-    out, new = [], []
+    out, new, stale = [], [], []
     for est in estimators:
         ref_key = reference_key if "reference" in est.needs else ""
         for cut in mf.cuts:
-            hit = cached.get((est.name, est.version, ref_key, cut))
+            hit = None if est.name in refresh else cached.get((est.name, est.version, ref_key, cut))
             if hit is not None:
                 score, secs, error = hit[0], hit[1], None
             else:
@@ -356,14 +363,20 @@ def score_model(mf: ModelFeatures, probe: Probe, estimators: list[Estimator], in
                 secs = time.perf_counter() - t0
                 if error is None:
                     new.append([est.name, est.version, ref_key, fp, probe.hash, ph, cut, score, secs])
+                elif (est.name, est.version, ref_key, cut) in cached:
+                    stale.append([est.name, est.version, ref_key, fp, probe.hash, ph, cut])
             out.append({"model": mf.model_id, "cut": cut, "estimator": est.name, "score": score, "error": error, "seconds": secs})
-    if new:
+    if new or stale:
         with cache.transaction() as con:
-            con.executemany(
-                "INSERT OR REPLACE INTO scores (estimator, estimator_version, reference, model_fp, probe_hash, preproc_hash, cut, score, seconds) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                new,
-            )
+            if stale:
+                con.executemany("DELETE FROM scores WHERE estimator = ? AND estimator_version = ? AND reference = ? AND model_fp = ? "
+                                "AND probe_hash = ? AND preproc_hash = ? AND cut = ?", stale)
+            if new:
+                con.executemany(
+                    "INSERT OR REPLACE INTO scores (estimator, estimator_version, reference, model_fp, probe_hash, preproc_hash, cut, score, seconds) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    new,
+                )
     return out
 
 
@@ -371,13 +384,14 @@ ATTRIBUTION_GRID = 16  # node vectors: Gradient×Input summed over channels, poo
 
 
 def model_attributions(mf: ModelFeatures, probe: Probe, decoded: "_Decoded", *, img_size: int | None, batch_size: int,
-                       progress: Progress) -> dict[str, np.ndarray]:
-    """DEPARA node attributions of every cut (Song et al. 2020 eq. 3) on the probe: cached, else computed."""
+                       progress: Progress, refresh: bool = False) -> dict[str, np.ndarray]:
+    """DEPARA node attributions of every cut (Song et al. 2020 eq. 3) on the probe: cached, else
+    (or with ``refresh``) computed."""
     fp, ph = mf.resolved.fingerprint, mf.preproc_hash
     key = [fp, probe.hash, ph, ATTRIBUTION_GRID]
     with cache.connect(read_only=True) as con:
         done = con.execute("SELECT n_images FROM attribution_runs WHERE model_fp = ? AND probe_hash = ? AND preproc_hash = ? AND grid = ?", key).fetchone()
-        if done is not None and done[0] == len(probe):
+        if done is not None and done[0] == len(probe) and not refresh:
             rows = con.execute("SELECT cut, n, d, data FROM features WHERE model_fp = ? AND probe_hash = ? AND preproc_hash = ? AND kind = 'attributions'",
                                key[:3]).fetchall()
             return {cut.removeprefix("attr:"): cache.from_blob(data, n, d) for cut, n, d, data in rows}
@@ -485,6 +499,7 @@ def rank(
     offline: bool | None = None,
     progress: Progress | None = None,
     command: str = "rank",
+    refresh: list[str] | tuple[str, ...] = (),
 ) -> RankResult:
     """Rank candidate ``models`` on ``probe`` with ``estimators``; the CLI's ``advisor rank``.
 
@@ -492,6 +507,8 @@ def rank(
     for labelled probes, or ``model:<id>[@cut]``; see :mod:`advisor.reference`).
     Returns a :class:`RankResult` whose ``rows`` (one per model × estimator, best cut first-ranked)
     are what ``advisor rank --json`` prints; ``cut_scores`` holds every (model, cut, estimator).
+    ``refresh`` names models (their features, attributions and scores) and estimators (their scores)
+    to recompute instead of reading from the cache, or ``all``; the new results replace the cached ones.
     """
     from advisor.reference import label_reference, model_reference, parse_reference
 
@@ -521,18 +538,21 @@ def rank(
     # Resolve every id before any work: the reference must resolve, and so must at least one candidate
     # (else nothing is written). A candidate that does not resolve is not ranked; the others are.
     models = list(dict.fromkeys(models))
+    ref_label = ref_model or ("scratch" if ref_kind == "scratch" else None)
+    refresh_models, refresh_ests = _refresh_sets(refresh, models, ref_label, ests)
     if ref_model:
-        resolve_model(ref_model, ctx)
+        progress.resolved(ref_model, resolve_model(ref_model, ctx))
     failed: dict[str, str] = {}
     last_error: AdvisorError | None = None
     for model_id in models:
         try:
-            _model_step(model_id, resolve_model, model_id, ctx)
+            progress.resolved(model_id, _model_step(model_id, resolve_model, model_id, ctx))
         except ModelFailed as exc:
             failed[model_id] = str(exc)
             last_error = exc
     if len(failed) == len(models):
         raise _none_ranked(models, failed, last_error)
+    progress.plan(([ref_label] if ref_label else []) + [m for m in models if m not in failed])
     decoded = _Decoded(progress, img_size)
     if not _Validated.done(probe):  # decode (skipping unreadable images) and check the minimum before anything is written
         probe, _ = decoded.get(probe)
@@ -554,8 +574,11 @@ def rank(
                 resolved = scratch_resolved(probe, seed)
                 extra = dict(resolved=resolved, build=_memo(lambda p, imgs: train_scratch(resolved, p, imgs)))
                 ref_model = "scratch"
-            rmf, probe = model_features(ref_model, probe, decoded, ctx=ctx, **opts, **extra)
-            rattr = model_attributions(rmf, probe, decoded, **opts) if "attributions" in needs else None
+            fresh = ref_label in refresh_models
+            rmf, probe = model_features(ref_model, probe, decoded, ctx=ctx, **opts, **extra, refresh=fresh)
+            rattr = model_attributions(rmf, probe, decoded, **opts, refresh=fresh) if "attributions" in needs else None
+            if fresh:  # scores against a recomputed reference are recomputed too
+                refresh_ests |= {e.name for e in ests if "reference" in e.needs}
             ref = model_reference(ref_model, ref_cut, rmf.resolved.fingerprint, rmf.features, rmf.cuts, rattr)
             if ref_kind == "scratch":
                 ref.label = f"scratch ({rmf.resolved.pretrain})"
@@ -563,10 +586,11 @@ def rank(
             if model_id in failed:
                 continue
             try:  # one model failing (weights, architecture, forward pass) loses only its own rows
-                mf, probe = model_features(model_id, probe, decoded, ctx=ctx, **opts)
+                fresh = model_id in refresh_models
+                mf, probe = model_features(model_id, probe, decoded, ctx=ctx, **opts, refresh=fresh)
                 if ref_kind == "labels" and ref is None:
                     ref = label_reference(probe)  # after the first model: unreadable images are dropped by then
-                attrs = model_attributions(mf, probe, decoded, **opts) if "attributions" in needs else None
+                attrs = model_attributions(mf, probe, decoded, **opts, refresh=fresh) if "attributions" in needs else None
             except ModelFailed as exc:
                 failed[model_id] = str(exc)
                 last_error = exc
@@ -575,7 +599,8 @@ def rank(
                       "reference_attributions": None if ref is None else ref.attributions, "attributions": attrs}
             mf.inputs = inputs
             feats.append(mf)
-            cut_scores += score_model(mf, probe, ests, inputs, "" if ref is None else ref.key)
+            cut_scores += score_model(mf, probe, ests, inputs, "" if ref is None else ref.key,
+                                      refresh={e.name for e in ests} if model_id in refresh_models else refresh_ests)
         if not feats:
             raise _none_ranked(models, failed, last_error)
         failed = {m: failed[m] for m in models if m in failed}
@@ -593,6 +618,21 @@ def rank(
         progress.warn(f"not ranked: {model_id}: {reason}")
     return RankResult(rows=rows, cut_scores=cut_scores, probe=probe, models=feats, reference=None if ref is None else ref.label,
                       failed=failed, warnings=notes, run_id=run_id, weights=weights)
+
+
+def _refresh_sets(refresh, models: list[str], reference: str | None, ests: list[Estimator]) -> tuple[set[str], set[str]]:
+    """``--refresh`` names: (model ids, estimator names) whose cached results are recomputed. A name
+    that is neither a model of this command (its reference included) nor one of its estimators is an error."""
+    names = [n.strip() for n in refresh or () if n and n.strip()]
+    model_ids = set(models) | ({reference} if reference else set())
+    est_names = {e.name for e in ests}
+    if "all" in names:
+        return model_ids, est_names
+    unknown = [n for n in names if n not in model_ids and n not in est_names]
+    if unknown:
+        raise AdvisorError(f"--refresh {unknown[0]} names neither a model nor an estimator of this command",
+                           f"use one of: {', '.join(dict.fromkeys([*models, *([reference] if reference else []), *(e.name for e in ests)]))}, or all")
+    return {n for n in names if n in model_ids}, {n for n in names if n in est_names}
 
 
 def _none_ranked(models: list[str], failed: dict[str, str], last: AdvisorError) -> AdvisorError:

@@ -239,11 +239,13 @@ def validate(
     device: str | None = None,
     log=lambda msg: None,
     warn=None,
+    progress=None,
 ) -> ValidationResult:
     """Validate ``models`` (or the ``top`` picks of the last ``rank``) at ``cuts`` on ``spec``.
 
     ``log(msg)`` gets progress lines, ``warn(msg)`` warnings (default: ``log("warning: ...")``); the
-    warnings are also kept in the result's ``warnings``."""
+    warnings are also kept in the result's ``warnings``. ``progress`` (an :class:`advisor.ranking.Progress`)
+    is told where each model's weights were found and follows the fine-tunes (one step per run)."""
     from advisor import finetune as ft
     from advisor.small_samples import held_out_note, taken_note, top_note
 
@@ -273,6 +275,13 @@ def validate(
         pending.append(note)
     ctx = ResolveContext(weights_dir=Path(weights_dir).expanduser() if weights_dir else None, offline=offline)
     resolved = {m: resolve_model(m, ctx) for m, _ in picks}  # fail fast on a typo, before any work
+    if progress is None:
+        from advisor.ranking import Progress
+
+        progress = Progress()
+    for m, r in resolved.items():
+        progress.resolved(m, r)
+    progress.plan([m for m, _ in picks])
     train, val, split_note = train_val_split(spec, max_images=max_images, seed=seed)
     _check_estimators(estimators)
     pending += [n for n in (taken_note(max_images, train), held_out_note(val)) if n]
@@ -295,8 +304,9 @@ def validate(
     try:
         rows: list[ValidationRow] = []
         for model_id, _best_cut in picks:
-            rows += _validate_model(model_id, resolved[model_id], *prepared[model_id], train, val, proto, repeats, seed, dev, log)
-        agreement = close_the_loop(spec, train, rows, estimators, ctx, log, _warn)
+            rows += _validate_model(model_id, resolved[model_id], *prepared[model_id], train, val, proto, repeats, seed, dev, log,
+                                    progress=progress)
+        agreement = close_the_loop(spec, train, rows, estimators, ctx, log, _warn, progress=progress)
         weights = {m: weights_record(resolved[m]) for m, _ in picks}
         result = ValidationResult(rows, train, val, split_note, agreement, dev, notes, versions(), weights, run_id)
     except BaseException as exc:
@@ -346,7 +356,7 @@ def preprocess_all(loaded, probe: Probe, what: str, needed_by: str):
     return torch.cat(list(probe_batches(loaded, probe, batch_size=64, images=images)))
 
 
-def _validate_model(model_id, resolved, loaded, st, wanted, train, val, proto, repeats, seed, dev, log) -> list[ValidationRow]:
+def _validate_model(model_id, resolved, loaded, st, wanted, train, val, proto, repeats, seed, dev, log, progress=None) -> list[ValidationRow]:
     import torch
 
     from advisor import finetune as ft
@@ -359,6 +369,9 @@ def _validate_model(model_id, resolved, loaded, st, wanted, train, val, proto, r
     if not todo:
         log(f"{model_id}: all {len(keys)} runs cached")
         return _ordered(rows, wanted)
+    step = f"{model_id} (fine-tunes)"
+    if progress is not None:
+        progress.start_model(step, len(todo))
     module.reset_classifier(train.num_classes)
     x = {part: preprocess_all(loaded, p, f"the {part} split", "validation") for part, p in (("train", train), ("val", val))}
     y = {"train": torch.as_tensor(train.labels), "val": torch.as_tensor(val.labels)}
@@ -380,6 +393,10 @@ def _validate_model(model_id, resolved, loaded, st, wanted, train, val, proto, r
             log(f"{model_id} @ {c} seed {s}: {res.status}" + (f", val acc {res.val_acc:.3f} ({res.seconds:.1f} s)" if res.val_acc is not None else f": {res.reason}"))
             rows.append(ValidationRow(model_id, c, proto.name, s, res.status, res.val_acc, res.best_val_acc, res.seconds,
                                       res.tfb_mean, res.reason, False, res.history))
+            if progress is not None:
+                progress.advance(1)
+    if progress is not None:
+        progress.end_model(step, False)
     module.load_state_dict(theta_a)
     return _ordered(rows, wanted)
 
@@ -444,7 +461,7 @@ def weighted_tau(measured: list[float], predicted: list[float]) -> float | None:
     return None if not np.isfinite(tau) else float(tau)
 
 
-def close_the_loop(spec, train: Probe, rows: list[ValidationRow], estimators, ctx, log, warn=None) -> list[dict]:
+def close_the_loop(spec, train: Probe, rows: list[ValidationRow], estimators, ctx, log, warn=None, progress=None) -> list[dict]:
     """Each estimator's weighted τ against the measured accuracies: across models (each model's
     best measured cut vs its best-cut score) and across the cuts of each model (≥ 3 cuts). ``warn``
     is told when the τ across models rests on fewer than 4 models."""
@@ -462,7 +479,8 @@ def close_the_loop(spec, train: Probe, rows: list[ValidationRow], estimators, ct
     for r in done:
         acc.setdefault((r.model, r.cut), []).append(r.val_acc)
     mean_acc = {k: float(np.mean(v)) for k, v in acc.items()}
-    result = rank(train, models, estimators, weights_dir=ctx.weights_dir, offline=ctx.offline, command="validate-scores")
+    result = rank(train, models, estimators, weights_dir=ctx.weights_dir, offline=ctx.offline, command="validate-scores",
+                  progress=progress)
     scores = {}
     for cs in result.cut_scores:
         if cs["score"] is not None and np.isfinite(cs["score"]):

@@ -267,7 +267,7 @@ def test_build_ref_then_use_it(run_cli, tmp_path, image_folder, advisor_home):
     code, out, err = run_cli("domain", str(image_folder), "--source", "toys", "--json")
     assert code == 0, err
     r = json.loads(out)
-    assert r["source"] == "toys" and any("no Table-2 calibration" in n for n in r["notes"])
+    assert r["source"] == "toys" and any("has no calibration" in n for n in r["notes"])
     code, out, _ = run_cli("domain", "refs", "--json")
     assert {x["name"] for x in json.loads(out)} >= {"imagenet", "toys"}
     # the same images as source and target: gap at the noise floor

@@ -31,19 +31,55 @@ app = typer.Typer(
     help="Which pretrained model, and how many of its layers, should I transfer to my data?",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (see _completion_options)
     rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},  # every command and group inherits it
 )
 
-_state = {"debug": False}
+_state = {"debug": False, "quiet": False, "verbose": False}
+
+
+def _versions() -> str:
+    """``advisor --version``: advisor's version and those of timm and torch, without importing them."""
+    from importlib import metadata
+
+    from advisor import __version__
+
+    def version(dist: str) -> str:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    return f"advisor {__version__} (timm {version('timm')}, torch {version('torch')})"
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        print(_versions())
+        raise typer.Exit(0)
 
 
 @app.callback()
 def _global_options(
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_show_version,
+                                 help="Print the versions of advisor, timm and torch, and exit."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or informational lines on stderr; results, warnings and errors still show (accepted anywhere on the line)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Also say where each model's weights were found (accepted anywhere on the line)."),
     debug: bool = typer.Option(False, "--debug", help="On an unexpected error show the Python traceback (also ADVISOR_DEBUG=1; accepted anywhere on the line)."),
 ) -> None:
     if debug:
         _state["debug"] = True
+    _set_verbosity(quiet or _state["quiet"], verbose or _state["verbose"])
+
+
+def _set_verbosity(quiet: bool, verbose: bool) -> None:
+    from advisor.cli import output
+
+    if quiet and verbose:
+        raise AdvisorError("--quiet and --verbose cannot be combined", "pass one of them")
+    _state["quiet"], _state["verbose"] = quiet, verbose
+    output.set_verbosity(output.QUIET if quiet else output.VERBOSE if verbose else output.NORMAL)
 
 
 from advisor.cli import bench as _bench  # noqa: E402,F401
@@ -54,7 +90,7 @@ from advisor.cli import models as _models  # noqa: E402,F401
 from advisor.cli import plugins as _plugins  # noqa: E402,F401
 from advisor.cli import rank as _rank  # noqa: E402,F401
 from advisor.cli import validate as _validate  # noqa: E402,F401
-from advisor.cli.options import check_params  # noqa: E402
+from advisor.cli.options import check_params, tidy_help  # noqa: E402
 
 app.add_typer(_cache.cache_app, name="cache")
 app.add_typer(_domain.domain_app, name="domain")
@@ -95,16 +131,21 @@ def _debug_from_env() -> bool:
     return os.environ.get("ADVISOR_DEBUG", "").strip().lower() not in ("", "0", "false", "no", "off")
 
 
+_ANYWHERE = {"--debug": "debug", "--quiet": "quiet", "-q": "quiet", "--verbose": "verbose", "-v": "verbose"}
+
+
 def _split_debug(argv: list[str]) -> list[str]:
-    """``--debug`` is a global option but is accepted anywhere before a ``--`` separator."""
+    """``--debug``, ``--quiet`` / ``-q`` and ``--verbose`` / ``-v`` are global options but are accepted
+    anywhere before a ``--`` separator (``advisor rank PROBE -q``, like ``advisor -q rank PROBE``)."""
     if "--" in argv:
         cut = argv.index("--")
         head, tail = argv[:cut], argv[cut:]
     else:
         head, tail = argv, []
-    if "--debug" in head:
-        _state["debug"] = True
-        head = [a for a in head if a != "--debug"]
+    for flag, key in _ANYWHERE.items():
+        if flag in head:
+            _state[key] = True
+            head = [a for a in head if a != flag]
     return head + tail
 
 
@@ -120,11 +161,63 @@ def _invoke(argv: list[str]) -> None:
     # standalone_mode=False, *returns* that code instead of raising it: the caller saw a normal return
     # and Ctrl-C exited 0 with no message. Run the click command ourselves so every exception,
     # KeyboardInterrupt included, reaches main() as itself.
+    _set_verbosity(_state["quiet"], _state["verbose"])  # --quiet/--verbose given anywhere on the line
     _check_environment()
     command = typer.main.get_command(app)
     check_params(command)
+    tidy_help(command)
+    _completion_options(command)
+    # the shell's completion requests (_ADVISOR_COMPLETE=... set by the installed script): answer, exit 0
+    command._main_shell_completion({}, "advisor")
     with command.make_context("advisor", argv) as ctx:
         command.invoke(ctx)
+
+
+_SHELLS = ("bash", "zsh", "fish", "powershell", "pwsh")
+
+
+def _shell() -> str:
+    """The shell to complete for: the running one (shellingham), else $SHELL; a one-line error when
+    neither names a supported shell (no terminal, a script started from cron, an unknown shell)."""
+    name = None
+    try:
+        import shellingham
+
+        name, _ = shellingham.detect_shell()
+    except Exception:  # noqa: BLE001 - ShellDetectionFailure, or no /proc: fall back to $SHELL
+        name = None
+    if name not in _SHELLS:
+        name = os.path.basename(os.environ.get("SHELL", "")).lower() or name
+    if name not in _SHELLS:
+        raise AdvisorError(f"cannot tell which shell to complete for (found: {name or 'none'})",
+                           f"run it from your shell, or set SHELL to one of {', '.join(_SHELLS[:4])} (e.g. SHELL=/bin/bash)")
+    return name
+
+
+def _completion_options(command) -> None:
+    """Typer's ``--install-completion`` / ``--show-completion``, made safe without a terminal: the shell
+    is detected once here (falling back to $SHELL) and a failure is a one-line error, exit 2."""
+    from typer import _completion_shared as shared
+
+    def show(ctx, param, value):
+        if not value or ctx.resilient_parsing:
+            return value
+        print(shared.get_completion_script(prog_name="advisor", complete_var="_ADVISOR_COMPLETE", shell=_shell()))
+        raise typer.Exit(0)
+
+    def install(ctx, param, value):
+        if not value or ctx.resilient_parsing:
+            return value
+        shell = _shell()
+        shell, path = shared.install(shell=shell, prog_name="advisor", complete_var="_ADVISOR_COMPLETE")
+        print(f"{shell} completion installed in {path}; it takes effect in a new shell")
+        raise typer.Exit(0)
+
+    for param in command.params:
+        if param.name == "show_completion":
+            param.callback = show
+        elif param.name == "install_completion":
+            param.callback = install
 
 
 def _usage_line(exc) -> str:
@@ -170,7 +263,7 @@ def main(argv: list[str] | None = None) -> None:
     # finished units stay cached, one line, exit 143 (128 + SIGTERM)
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _terminate)
-    _state["debug"] = _debug_from_env()
+    _state.update(debug=_debug_from_env(), quiet=False, verbose=False)
     argv = _split_debug(list(sys.argv[1:] if argv is None else argv))
     try:
         with cache.session():  # the cache is in use until the command ends: `cache clear` waits for it

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import typer
 
 from advisor.cli import app
-from advisor.cli.output import err, out
+from advisor.cli.output import ProgressBars, info, out
 from advisor.cli.rank import _split_models as _split
 from advisor.errors import AdvisorError
 from advisor.models import model_ids_option
@@ -28,6 +29,25 @@ Examples:
 Every finished run is appended to benchmarks/bench_runs.csv (--runs-csv) and cached: rerunning, on
 this machine or on a fresh one with that CSV, skips finished runs; Ctrl-C loses at most the runs in progress.
 """
+
+
+_TODO = re.compile(r"^(\d+) runs to do\b")
+_FINISHED = re.compile(r": (fine-tune lr \S+ seed \S+|defrost @ \S+ seed \S+|linear probe): ")
+
+
+def _bench_log(bars: ProgressBars):
+    """advisor.bench reports through ``log`` lines only: each is an info line, and the bar follows them
+    ("N runs to do ..." sets the total, each finished run's line is one step)."""
+
+    def log(msg: str) -> None:
+        info(msg)
+        todo = _TODO.match(msg)
+        if todo:
+            bars.start_counter("bench runs", int(todo.group(1)))
+        elif _FINISHED.search(msg):
+            bars.advance(1)
+
+    return log
 
 
 def _numbers(text: str | None, kind, option: str) -> list | None:
@@ -70,11 +90,11 @@ def bench(
                         seeds=_numbers(seeds, int, "--seeds"), lrs=_numbers(lrs, float, "--lrs"), max_train=max_train,
                         estimators=_split(estimator) or None, img_size=img_size, defrost_cuts=defrost_cuts,
                         defrost_seed=defrost_seed, weights_dir=weights_dir)
-    log = lambda msg: err.print(f"[dim]{msg}[/dim]", highlight=False)  # noqa: E731
     if plan:
-        out.print(b.run_plan(cfg, workers=n_workers, device=device, runs_csv=runs_csv, log=log), highlight=False, soft_wrap=True)
+        out.print(b.run_plan(cfg, workers=n_workers, device=device, runs_csv=runs_csv, log=info), highlight=False, soft_wrap=True)
         return
-    cells = b.bench(cfg, report_only=report_only, device=device, workers=n_workers, runs_csv=runs_csv, log=log)
+    with ProgressBars() as bars:
+        cells = b.bench(cfg, report_only=report_only, device=device, workers=n_workers, runs_csv=runs_csv, log=_bench_log(bars))
     csv_path = b.write_ground_truth(cells, cfg.settings, ground_truth)
     argv = [a for a in sys.argv[1:] if a != "--report-only"] if Path(sys.argv[0]).name == "advisor" else []
     command = "advisor " + " ".join(shlex.quote(a) for a in argv) if argv else "advisor bench (same options)"

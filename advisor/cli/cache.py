@@ -32,20 +32,46 @@ def stats(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) 
         out.print(f"  {table:<12} {n:>8} rows")
 
 
-@cache_app.command(epilog="Example: advisor cache clear --yes")
-def clear(yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation.")) -> None:
-    """Delete the cache file (features, scores and runs). Waits for running commands that use it."""
+@cache_app.command(epilog="Examples: advisor cache clear --yes; advisor cache clear --model resnet50.a1_in1k; "
+                           "advisor cache clear --estimator logme --probe my_images/")
+def clear(
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    model: list[str] = typer.Option([], "--model", "-m", help="Delete only this model's cached results (features, attributions, scores, validation runs); repeatable."),
+    estimator: list[str] = typer.Option([], "--estimator", "-e", help="Delete only this estimator's scores (and its agreement with validation runs); repeatable."),
+    probe: list[str] = typer.Option([], "--probe", help="Delete only what was computed on this probe (as given to rank, any subsample); repeatable."),
+) -> None:
+    """Delete the cache file (features, scores and runs), or with --model / --estimator / --probe only
+    the rows matching all of them, in one transaction. Waits for running commands that use the file."""
     from advisor import cache
 
     path = cache.cache_path()
     if not path.exists():
         out.print(f"no cache at {path}")
         return
+    if model or estimator or probe:
+        _clear_rows(path, model, estimator, probe, yes)
+        return
     if not yes and not _confirm(f"delete {path}? [y/N]: "):
         print(f"nothing was deleted: {path} is kept (answer y, or pass --yes)", file=sys.stderr)
         raise typer.Exit(1)
     cache.clear()
     out.print(f"deleted {path}")
+
+
+def _clear_rows(path, models: list[str], estimators: list[str], probes: list[str], yes: bool) -> None:
+    from advisor import cache
+
+    what = " and ".join(f"{flag} {', '.join(values)}" for flag, values in
+                        (("model", models), ("estimator", estimators), ("probe", probes)) if values)
+    if not yes and not _confirm(f"delete the cached results of {what} from {path}? [y/N]: "):
+        print(f"nothing was deleted: the results of {what} are kept (answer y, or pass --yes)", file=sys.stderr)
+        raise typer.Exit(1)
+    deleted = cache.clear_rows(models=models, estimators=estimators, probes=probes)
+    if not deleted:
+        out.print(f"nothing cached for {what}")
+        return
+    total = sum(deleted.values())
+    out.print(f"deleted {total} row{'s' if total != 1 else ''} of {what}: " + ", ".join(f"{t} {n}" for t, n in deleted.items()))
 
 
 def _confirm(question: str) -> bool:

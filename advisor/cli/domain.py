@@ -16,7 +16,7 @@ import typer
 from rich.table import Table
 from typer.core import TyperGroup
 
-from advisor.cli.output import err, fmt, out, print_json
+from advisor.cli.output import ProgressBars, fmt, info, out, print_json, warn
 from advisor.errors import AdvisorError
 
 EXAMPLE = """
@@ -30,7 +30,7 @@ Example:
 G: linear-kernel MMD² to the source reference's 22 colour/GLCM features (standardised with the
 source's statistics); W: largest eigenvalue of the target features' covariance; N: training images.
 T_FB (distance of the fine-tuned weights from a random init ÷ their distance from the pretrained start):
-Chen et al. 2022, eq. 3, with a 90 % prediction band.
+predicted from G, W and ln N by the regression of Chen et al. 2022, with a 90 % prediction band.
 """
 
 
@@ -97,8 +97,8 @@ def show(
     max_images: int | None = typer.Option(1000, help="Compute the features on a seeded sample of at most this many images."),
     seed: int = typer.Option(0, help="Seed of the sample."),
     train_size: int | None = typer.Option(None, help="Data amount N (default: the number of images in the split)."),
-    fit: str = typer.Option("published", help="Coefficients: published (Chen et al. 2022, eq. 3) or table2 (our refit of Table 2)."),
-    refit_from: Path | None = typer.Option(None, help="CSV of your own validation history (columns G,W,N,T): refit eq. 3 on it."),  # noqa: B008
+    fit: str = typer.Option("published", help="Coefficients of the forecast: published (the regression of Chen et al. 2022) or table2 (our refit on the 12 datasets Chen et al. 2022 report)."),
+    refit_from: Path | None = typer.Option(None, help="CSV of your own validation history (columns G,W,N,T): refit the forecast's regression on it."),  # noqa: B008
     level: float = typer.Option(0.9, help="Coverage of the prediction band."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
@@ -115,11 +115,12 @@ def show(
     if refit_from is not None:
         chosen = domain.refit(_read_history(refit_from), label=f"refit on {refit_from.name}")
     elif fit == "table2":
-        chosen = domain.refit(domain.table2_design(), label="Chen et al. 2022, Table 2 (refit)")
+        chosen = domain.refit(domain.table2_design(), label="Chen et al. 2022, refit on their 12 datasets")
     else:
         chosen = domain.published()
-    result = domain.analyse(probe, source=src, split=split, max_images=max_images, seed=seed, train_size=train_size,
-                            fit=chosen, level=level, warn=lambda m: err.print(f"[yellow]warning:[/yellow] {m}"))
+    with ProgressBars("probe") as bars:
+        result = domain.analyse(probe, source=src, split=split, max_images=max_images, seed=seed, train_size=train_size,
+                                fit=chosen, level=level, warn=warn, progress=bars.callbacks())
     if model:
         result["model"] = model
         result["notes"] += [model_note] if model_note else []
@@ -136,15 +137,15 @@ def show(
     t.add_row("W (width)", fmt(result["W"], 2), "largest eigenvalue of the target feature covariance (source-standardised)")
     t.add_row("N (amount)", fmt(result["N"]), "training images" + (" (--train-size)" if train_size else " in the split"))
     if result["G_table2"] is not None:
-        t.add_row("on Table 2's scale", f"G {result['G_table2']:.2f}, W {result['W_table2']:.0f}", "Chen et al. 2022, Table 2 units (Flowers anchor)")
+        t.add_row("on the paper's scale", f"G {result['G_table2']:.2f}, W {result['W_table2']:.0f}", "in the units of Chen et al. 2022's datasets (Flowers anchor)")
     z = fc["z"]
     t.add_row("z(G), z(W), z(ln N)", f"{z['G']:+.2f}, {z['W']:+.2f}, {z['lnN']:+.2f}", f"standardised with {f['label']}'s constants")
     t.add_row("predicted T_FB", f"{fc['T_FB']:.1f}", f"{fc['level']:.0%} band {fc['low']:.1f} – {fc['high']:.1f} ({f['label']}, r = {f['r']:.2f} on {f['n']} datasets)")
     t.add_row("freezing", adv["tier"], adv["recommendation"])
     out.print(t)
-    err.print(f"[dim]rule: {adv['rule']}[/dim]")
+    info(f"rule: {adv['rule']}")
     for note in result["notes"]:
-        err.print(f"[yellow]note:[/yellow] {note}")
+        warn(note, label="note")
 
 
 @domain_app.command("build-ref", epilog="Example: advisor domain build-ref places ~/data/places_sample --max-images 1000")
@@ -165,8 +166,9 @@ def build_ref(
     path = domain.user_domains_dir() / f"{name}.npz"
     if path.exists() and not force:
         raise AdvisorError(f"source reference '{name}' already exists at {path}", "pass --force to overwrite it, or choose another name")
-    X, n_total, n_bad = domain.probe_features(folder, split=split, max_images=max_images, seed=seed,
-                                              warn=lambda m: err.print(f"[yellow]warning:[/yellow] {m}"))
+    with ProgressBars("folder") as bars:
+        X, n_total, n_bad = domain.probe_features(folder, split=split, max_images=max_images, seed=seed, warn=warn,
+                                                  progress=bars.callbacks())
     domain.save_reference(name, X, {"built_from": str(Path(folder).expanduser().resolve()) if ":" not in folder else folder,
                                      "n_in_folder": n_total, "unreadable": n_bad, "seed": seed,
                                      "built": _dt.date.today().isoformat()}, path)

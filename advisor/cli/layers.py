@@ -11,17 +11,17 @@ from rich.table import Table
 from advisor.cli import app, reporting
 from advisor.cli import decision as decision_cli
 from advisor.cli import options as opt
-from advisor.cli.output import err, fmt, out, print_json
-from advisor.cli.rank import _progress_callbacks
+from advisor.cli.output import ProgressBars, err, fmt, info, out, print_json
+from advisor.cli.rank import _split_models
 
 EXAMPLE = """
 Example:
 
   advisor layers tf_efficientnet_lite0 ../shared/data/pacs_photo -e depara -e cka -e ii --plot layers.png
 
-The first estimator drives the recommendation (argmax over cuts, Song et al. 2020 (DEPARA),
-eq. 6, moderated by the probe size: small targets favour deeper freezing, Gerace et al. 2023;
-Plested & Gedeon 2019). --reference model:<id>[@cut]
+The first estimator drives the recommendation: the cut where it scores best, as DEPARA
+(Song et al. 2020) selects layers, moderated by the probe size: small targets favour deeper
+freezing (Gerace et al. 2023; Plested & Gedeon 2019). --reference model:<id>[@cut]
 compares with a model trained on the target instead of the labels.
 """
 
@@ -44,6 +44,7 @@ def layers(
     epochs: int = typer.Option(10, callback=opt.at_least(1, "--epochs 10"), help="--validate: training epochs per run."),
     repeats: int = typer.Option(1, callback=opt.at_least(1, "--repeats 2"), help="--validate: seeds per cut."),
     show_domain: bool = typer.Option(False, "--domain", help="Also print the domain forecast of Chen et al. 2022 for the model's pre-training domain (`advisor domain` has the details)."),
+    refresh: opt.Refresh = [],  # noqa: B006 - Typer reads the default; never mutated
     snippet: bool = decision_cli.SnippetOption,
     report: Optional[Path] = typer.Option(None, "--report", help="Also write the table, settings, versions and the profile plot to this markdown file (PNG beside it)."),
 ) -> None:
@@ -53,19 +54,18 @@ def layers(
     from advisor.model_list import expand_model_id
 
     model = expand_model_id(model, weights_dir)  # a glob matching one available model is that model
-    bar, callbacks = _progress_callbacks()
-    try:
+    with ProgressBars() as bars:
         profile = run_layers(model, probe, estimator or None, reference=reference, split=split, max_images=max_images,
-                             seed=seed, img_size=img_size, batch_size=batch_size, weights_dir=weights_dir, progress=callbacks)
-    finally:
-        bar.stop()
+                             seed=seed, img_size=img_size, batch_size=batch_size, weights_dir=weights_dir, progress=bars.callbacks(),
+                             refresh=_split_models(refresh))
     measured = None
     if validate:
         from advisor.validate import validate as run_validate
 
-        res = run_validate(probe, [model], epochs=epochs, repeats=repeats, seed=seed, max_images=max_images,
-                           estimators=profile.estimators, weights_dir=weights_dir,
-                           log=lambda msg: err.print(f"[dim]{msg}[/dim]"), warn=callbacks.warn)
+        with ProgressBars() as bars:
+            res = run_validate(probe, [model], epochs=epochs, repeats=repeats, seed=seed, max_images=max_images,
+                               estimators=profile.estimators, weights_dir=weights_dir, log=info, progress=bars.callbacks(),
+                               warn=bars.callbacks().warn)
         measured = res.profile(model)
     lines = []
     if show_domain:
@@ -127,4 +127,4 @@ def _write_plot(draw, profile, plot: Optional[Path], measured) -> None:
     checked before the work (options.check_params)."""
     if plot is not None:
         draw(profile, str(plot), measured)
-        err.print(f"[dim]plot written to {plot}[/dim]")
+        info(f"plot written to {plot}")

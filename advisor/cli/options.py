@@ -53,6 +53,10 @@ Seed = Annotated[int, typer.Option(help="Seed of the subsample (0 to 2**32-1).")
 ImgSize = Annotated[Optional[int], typer.Option(callback=_img_size, help=f"Override the model's input size (pixels, {MIN_IMG_SIZE} to {MAX_IMG_SIZE}).")]
 BatchSize = Annotated[int, typer.Option(help="Images per forward pass.")]
 WeightsDir = Annotated[Optional[Path], typer.Option(envvar="ADVISOR_WEIGHTS_DIR", help="Folder mirroring model weights (see README).")]
+Refresh = Annotated[list[str], typer.Option(
+    "--refresh", metavar="ID|NAME",
+    help="Recompute instead of reading the cache: a model id (its features and scores) or an estimator name (its scores); "
+         "repeatable or comma-separated, or all. The new results replace the cached ones.")]
 
 
 # ---------------------------------------------------------------- output paths, checked before the work
@@ -135,3 +139,64 @@ def check_params(command) -> None:
         param._advisor_checked = True
     for sub in (getattr(command, "commands", None) or {}).values():
         check_params(sub)
+
+
+# ---------------------------------------------------------------- help without type noise
+
+# What to write for an option's value, by parameter name in any command (an option's own metavar wins):
+# the usage line and option list say N, DIR, ID, not the Python type (<int>, <str>, <path>).
+METAVARS = {
+    "probe": "PROBE", "model": "ID", "models": "ID", "estimator": "NAME", "reference": "REF", "split": "NAME",
+    "max_images": "N", "seed": "N", "img_size": "PX", "batch_size": "N", "weights_dir": "DIR", "epochs": "N",
+    "repeats": "N", "top": "K", "cuts": "CUT", "protocol": "defrost|finetune", "lr": "LR", "freeze": "CUT",
+    "device": "cpu|cuda", "config": "FILE", "seeds": "N,N", "lrs": "LR,LR", "max_train": "N", "defrost_cuts": "N|CUTS",
+    "defrost_seed": "N", "workers": "N", "targets": "DATA", "source": "NAME", "train_size": "N",
+    "fit": "published|table2", "refit_from": "CSV", "level": "P", "refresh": "ID|NAME",
+}
+_KIND_METAVARS = {"image": "FILE", "file": "FILE", "dir": "DIR"}
+# Shown instead of a metavar, they are type noise (click's and Typer's type names).
+TYPE_NOISE = ("TEXT", "INTEGER", "FLOAT", "PATH", "BOOLEAN", "FILENAME", "<str>", "<int>", "<float>", "<bool>", "<path>",
+              "<list[str]>", "<file>", "<directory>")
+
+
+def _metavar(param) -> str:
+    name = param.name or ""
+    if param.param_type_name == "argument":  # the docstrings call them so: "... to PROBE"
+        return name.upper().replace("_", "-")
+    if name in METAVARS:
+        return METAVARS[name]
+    if name in OUTPUT_OPTIONS:
+        return _KIND_METAVARS[OUTPUT_OPTIONS[name]]
+    annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+    return {int: "N", float: "X"}.get(annotation, name.upper().replace("_", "-") or "VALUE")
+
+
+def _no_type(ctx=None):
+    return None
+
+
+def tidy_help(command) -> None:
+    """Help without type noise, for every command and group: flags show no metavar, values a word
+    that says what to write (:data:`METAVARS`), arguments only their name (PROBE, not ``<str>``)."""
+    for param in getattr(command, "params", []):
+        if getattr(param, "_advisor_tidy", False):
+            continue
+        if getattr(param, "is_flag", False) or getattr(param, "count", False):
+            param.metavar = ""
+        elif param.metavar is None:
+            param.metavar = _metavar(param)
+        if param.param_type_name == "argument":
+            param.display_type_rich = _no_type  # the name column already says it (PROBE)
+        param._advisor_tidy = True
+    get_help = getattr(command, "get_help_option", None)
+    if get_help is not None and not getattr(get_help, "_advisor_tidy", False):
+        def get_help_option(ctx, _inner=get_help):
+            option = _inner(ctx)
+            if option is not None:
+                option.metavar = ""
+            return option
+
+        get_help_option._advisor_tidy = True
+        command.get_help_option = get_help_option
+    for sub in (getattr(command, "commands", None) or {}).values():
+        tidy_help(sub)

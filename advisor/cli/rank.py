@@ -5,19 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
 
 from advisor.cli import app, reporting
 from advisor.cli import decision as decision_cli
 from advisor.cli import options as opt
-from advisor.cli.output import err, fmt, out, print_csv, print_json
+from advisor.cli.output import ProgressBars, err, fmt, out, print_csv, print_json
 from advisor.errors import AdvisorError
 from advisor.models import model_ids_option
 
@@ -36,30 +29,11 @@ file:/path/w.safetensors?arch=NAME&num_classes=19, or catalog names (registry/mo
 
 
 def _progress_callbacks():
-    from advisor.ranking import Progress as Callbacks
-
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   console=err, transient=True, disable=not err.is_terminal)
-    state = {}
-
-    def start_model(model_id, total):
-        bar.start()
-        state["task"] = bar.add_task(f"extracting {model_id}", total=total)
-
-    def advance(n):
-        bar.advance(state["task"], n)
-
-    def end_model(model_id, cached):
-        if "task" in state:
-            bar.remove_task(state.pop("task"))
-        err.print(f"[dim]{model_id}: {'features from cache' if cached else 'features extracted'}[/dim]")
-
-    def warn(msg):  # one line, however long, and the message's brackets are text, not markup
-        from rich.markup import escape
-
-        err.print(f"[yellow]warning:[/yellow] {escape(msg)}", soft_wrap=True)
-
-    return bar, Callbacks(start_model=start_model, advance=advance, end_model=end_model, warn=warn)
+    """(bars, callbacks): kept for callers of the old helper; the implementation is
+    :class:`advisor.cli.output.ProgressBars`, shared by every command."""
+    bars = ProgressBars()
+    bars.stop = bars.close
+    return bars, bars.callbacks()
 
 
 def _split_models(models: list[str]) -> list[str]:
@@ -85,6 +59,9 @@ def rank(
     as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON on stdout."),
     as_csv: bool = typer.Option(False, "--csv", help="Print the rows as CSV on stdout."),
     show_domain: bool = typer.Option(False, "--domain", help="Also print the domain forecast of Chen et al. 2022 (gap, width, amount → T_FB (distance of the fine-tuned weights from a random init ÷ their distance from the pretrained start; Chen et al. 2022), freezing) per pre-training domain; `advisor domain` has the details."),
+    top: int | None = typer.Option(None, "--top", metavar="K", callback=opt.at_least(1, "--top 3"),
+                                      help="Show only the best K models (table, --json and --csv; ranked by the first estimator)."),
+    refresh: opt.Refresh = [],  # noqa: B006 - Typer reads the default; never mutated
     snippet: bool = decision_cli.SnippetOption,
     report: Path | None = typer.Option(None, "--report", help="Also write the table, settings, versions and a score chart to this markdown file (PNG beside it)."),
 ) -> None:
@@ -95,12 +72,12 @@ def rank(
         raise AdvisorError("--json and --csv cannot be combined (both print the rows on stdout)",
                            "pass one of them: --json for JSON, --csv for CSV")
 
-    bar, callbacks = _progress_callbacks()
-    try:
+    with ProgressBars() as bars:
         result = run_rank(probe, model_ids_option(models, weights_dir) or None, estimator or None, reference=reference, split=split, max_images=max_images,
-                          seed=seed, img_size=img_size, batch_size=batch_size, weights_dir=weights_dir, progress=callbacks)
-    finally:
-        bar.stop()
+                          seed=seed, img_size=img_size, batch_size=batch_size, weights_dir=weights_dir, progress=bars.callbacks(),
+                          refresh=_split_models(refresh))
+    if top is not None:
+        result = _top(result, top)
     lines = []
     if show_domain:
         from advisor.cli.domain import forecast_lines
@@ -123,6 +100,16 @@ def rank(
         out.print(text)
     decision_cli.show(decided, snippet)
     reporting.write("rank", report, result)
+
+
+def _top(result, k: int):
+    """``result`` with only the rows (every estimator's) of the best ``k`` models by the first estimator."""
+    from dataclasses import replace
+
+    primary = result.rows[0]["estimator"] if result.rows else None
+    keep = {r["model"] for r in result.rows if r["estimator"] == primary and r["rank"] is not None and r["rank"] <= k}
+    return replace(result, rows=[r for r in result.rows if r["model"] in keep],
+                   cut_scores=[c for c in result.cut_scores if c["model"] in keep])
 
 
 def _print_table(result) -> None:

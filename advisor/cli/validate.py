@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from advisor.cli import app, reporting
-from advisor.cli.output import err, fmt, out, print_json
+from advisor.cli.output import ProgressBars, err, fmt, info, out, print_json
 from advisor.cli.rank import _split_models as _split
 from advisor.models import model_ids_option
 
@@ -47,15 +47,16 @@ def validate(
     """Fine-tune the top picks briefly and report measured accuracy per cut, T_FB (distance of the fine-tuned weights from a random init ÷ their distance from the pretrained start; Chen et al. 2022) and each estimator's weighted τ."""
     from advisor.validate import validate as run_validate
 
-    result = run_validate(probe, model_ids_option(models, weights_dir) or None, top=top, cuts=_split(cuts) or None, protocol=protocol, epochs=epochs,
-                          lr=lr, freeze=freeze, repeats=repeats, seed=seed, max_images=max_images, batch_size=batch_size,
-                          estimators=estimator or None, weights_dir=weights_dir, device=device,
-                          log=lambda msg: err.print(f"[dim]{msg}[/dim]"), warn=_warn)
+    with ProgressBars() as bars:
+        result = run_validate(probe, model_ids_option(models, weights_dir) or None, top=top, cuts=_split(cuts) or None, protocol=protocol, epochs=epochs,
+                              lr=lr, freeze=freeze, repeats=repeats, seed=seed, max_images=max_images, batch_size=batch_size,
+                              estimators=estimator or None, weights_dir=weights_dir, device=device, log=info,
+                              progress=bars.callbacks(), warn=_warn)
     if plot is not None:
         from advisor.validate import plot_profiles
 
         plot_profiles(result, str(plot))
-        err.print(f"[dim]plot written to {plot}[/dim]")
+        info(f"plot written to {plot}")
     if as_json:
         best = {m: dict(zip(("best", "from", "to"), result.best_range(m) or (None,) * 3))
                 for m in dict.fromkeys(r.model for r in result.rows)}
