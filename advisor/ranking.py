@@ -19,14 +19,14 @@ from typing import Callable
 
 import numpy as np
 
-from advisor import cache
+from advisor import advisor_score, cache
 from advisor.errors import AdvisorError
 from advisor.estimators import Estimator, get_estimator, safe_score
 from advisor.features import PRE_LOGITS, preproc_hash
 from advisor.models import ResolveContext, Resolved, default_models, resolve_model
 from advisor.probe import DECODE_SIDE, Probe, decode_all, load_probe
 
-DEFAULT_ESTIMATORS = ("logme", "knn")
+DEFAULT_ESTIMATORS = ("advisor-score",)  # advisor.advisor_score: the evidence-chosen combination (registry/advisor_score.toml)
 LOGITS = "__logits__"  # features-table key of the source head's logits
 KEEP_DECODED_BYTES = 1 << 30  # decoded images kept for the run: at most 1 GiB (the rest are decoded per model)
 
@@ -517,7 +517,8 @@ def rank(
     progress = replace(progress, warn=lambda msg, _warn=progress.warn: (notes.append(msg), _warn(msg))[-1])
     models = list(models) if models else default_models()
     # None: the defaults, chosen once the probe is known (label-free ones on an unlabelled probe: advisor.label_free)
-    ests = [get_estimator(name) for name in estimators] if estimators else None
+    score_spec, names = advisor_score.expand(list(estimators)) if estimators else (None, None)
+    ests = [get_estimator(name) for name in names] if names else None
     if img_size is not None and img_size < 8:
         raise AdvisorError(f"--img-size {img_size} is too small", "use at least 8 pixels (e.g. 224)")
     if batch_size < 1:
@@ -531,7 +532,9 @@ def rank(
     from advisor.small_samples import taken_note
 
     if ests is None:
-        ests = [get_estimator(n) for n in default_estimators(probe, ref_kind, DEFAULT_ESTIMATORS)]
+        estimators = list(default_estimators(probe, ref_kind, DEFAULT_ESTIMATORS))
+        score_spec, names = advisor_score.expand(estimators)
+        ests = [get_estimator(n) for n in names]
     check_runnable(ests, probe, ref_kind, chosen=bool(estimators))
     if isinstance(probe_arg, str) and (note := taken_note(max_images, probe)):
         progress.warn(note)
@@ -605,6 +608,8 @@ def rank(
             raise _none_ranked(models, failed, last_error)
         failed = {m: failed[m] for m in models if m in failed}
         rows = best_rows(cut_scores, ests, feats, probe, failed)
+        if score_spec is not None:
+            rows = advisor_score.with_score_rows(rows, score_spec, list(estimators))
         from advisor.label_free import check_scored
 
         check_scored(cut_scores)  # every estimator skipped everywhere: an error, not an empty table

@@ -256,7 +256,6 @@ def validate(
         notes.append(msg)
         (warn or (lambda m: log(f"warning: {m}")))(msg)
 
-
     if protocol not in ("defrost", "finetune"):
         raise AdvisorError(f"unknown protocol '{protocol}'", "use --protocol defrost or --protocol finetune")
     for flag, value, least in (("--repeats", repeats, 1), ("--epochs", epochs, 1), ("--batch-size", batch_size, 2)):

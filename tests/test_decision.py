@@ -241,8 +241,9 @@ def test_layers_text_at_a_middle_cut_and_snippet_flag(run_cli, tiny_probe):
     # the text form: the recommendation after the table, then the code
     code, out, err = run_cli("layers", "resnet20_cifar10", str(tiny_probe), "--weights-dir", str(WEIGHTS), "-e", "ii", "--snippet")
     assert code == 0, err
-    assert f"Recommendation: freeze resnet20_cifar10 up to {cut}" in out and "How sure:" in out
-    assert out.index("Recommendation:") < out.index("def load_model():") and 'if __name__ == "__main__":' in out
+    assert f"Recommendation: freeze resnet20_cifar10 up to {cut}" in err and "How sure:" in err  # the human part: stderr
+    assert "Recommendation" not in out and "def load_model():" in out and 'if __name__ == "__main__":' in out
+    compile(out, "finetune.py", "exec")  # stdout alone is the program (`--snippet > finetune.py`)
 
 
 @needs_shared

@@ -210,14 +210,22 @@ def test_the_readme_has_commands_to_test():
 
 
 @pytest.mark.parametrize("line", readme_commands())
-def test_readme_command_runs(line, readme_env, run_cli):
+def test_readme_command_runs(line, readme_env, run_cli, tmp_path):
     for part in line.split("&&"):
         tokens = _substitute(shlex.split(part, comments=True), readme_env)
         assert tokens[0] == "advisor"
+        redirect = None
+        if ">" in tokens:  # `... --snippet > finetune.py`: stdout into a file, as the shell would
+            i = tokens.index(">")
+            tokens, redirect = tokens[:i], tmp_path / tokens[i + 1]
         if _parse_only(tokens):
             _parse(tokens[1:])
             continue
         code, out, err = run_cli(*tokens[1:])
+        if redirect is not None:
+            redirect.write_text(out)
+            if "--snippet" in tokens:
+                compile(out, str(redirect), "exec")  # stdout alone is the program
         if tokens[1:3] == ["bench", "--report-only"] and code == 2:  # the full bench above was only parsed
             assert "not in the cache" in err and len(err.strip().splitlines()) == 1, err
             continue

@@ -89,6 +89,7 @@ from advisor.cli import layers as _layers  # noqa: E402,F401
 from advisor.cli import models as _models  # noqa: E402,F401
 from advisor.cli import plugins as _plugins  # noqa: E402,F401
 from advisor.cli import rank as _rank  # noqa: E402,F401
+from advisor.cli import runs as _runs  # noqa: E402,F401
 from advisor.cli import validate as _validate  # noqa: E402,F401
 from advisor.cli.options import check_params, tidy_help  # noqa: E402
 
@@ -125,7 +126,6 @@ class Terminated(BaseException):
 def _terminate(signum, frame):
     raise Terminated()
 
-from advisor.cli import runs as _runs  # noqa: E402,F401
 
 def _debug_from_env() -> bool:
     return os.environ.get("ADVISOR_DEBUG", "").strip().lower() not in ("", "0", "false", "no", "off")

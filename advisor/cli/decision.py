@@ -7,9 +7,10 @@ import typer
 
 from advisor.cli.output import err, out
 
-SNIPPET_HELP = ("Also print ready-to-run Python that fine-tunes the recommended model as recommended: the timm.create_model call "
+SNIPPET_HELP = ("Print ready-to-run Python that fine-tunes the recommended model as recommended: the timm.create_model call "
                 "that loads the same weights, a new head for the probe's classes, the freeze list and Plested & Gedeon 2019's "
-                "learning rates as optimizer parameter groups (--json always carries it as `snippet`).")
+                "learning rates as optimizer parameter groups. stdout then holds only the code (`--snippet > finetune.py`); the "
+                "table and the recommendation go to stderr. --json always carries it as `snippet`.")
 SnippetOption = typer.Option(False, "--snippet", help=SNIPPET_HELP)
 
 

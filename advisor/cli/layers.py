@@ -11,7 +11,7 @@ from rich.table import Table
 from advisor.cli import app, reporting
 from advisor.cli import decision as decision_cli
 from advisor.cli import options as opt
-from advisor.cli.output import ProgressBars, err, fmt, info, out, print_json
+from advisor.cli.output import ProgressBars, err, fmt, human_output_on_stderr, info, out, print_json
 from advisor.cli.rank import _split_models
 
 EXAMPLE = """
@@ -45,8 +45,8 @@ def layers(
     repeats: int = typer.Option(1, callback=opt.at_least(1, "--repeats 2"), help="--validate: seeds per cut."),
     show_domain: bool = typer.Option(False, "--domain", help="Also print the domain forecast of Chen et al. 2022 for the model's pre-training domain (`advisor domain` has the details)."),
     refresh: opt.Refresh = [],  # noqa: B006 - Typer reads the default; never mutated
-    snippet: bool = decision_cli.SnippetOption,
     report: Optional[Path] = typer.Option(None, "--report", help="Also write the table, settings, versions and the profile plot to this markdown file (PNG beside it)."),
+    snippet: bool = decision_cli.SnippetOption,
 ) -> None:
     """Score every cut of MODEL on PROBE and recommend the cut to freeze up to."""
     from advisor.layers import layers as run_layers
@@ -84,40 +84,41 @@ def layers(
         _write_plot(draw, profile, plot, measured)
         reporting.write("layers", report, profile, measured=measured)
         return
-    p = profile.result.probe
-    t = Table(title=f"{model} on {p.source}: {p.summary()}, reference: {profile.result.reference}", title_justify="left")
-    t.add_column("cut")
-    for est in profile.estimators:
-        t.add_column(f"{est} {'↑' if profile.higher_is_better[est] else '↓'}", justify="right")
-    if measured is not None:
-        t.add_column("measured acc (defrost)", justify="right")
-        from advisor.validate import best_cut
-
-        best_measured = best_cut(measured)
-    rec = profile.recommendation
-    for i, cut in enumerate(profile.cuts):
-        mark = " ◀ freeze up to here" if rec is not None and cut == rec.cut else ""
-        cells = []
+    with human_output_on_stderr(snippet):  # --snippet: stdout is the code alone (`> finetune.py`)
+        p = profile.result.probe
+        t = Table(title=f"{model} on {p.source}: {p.summary()}, reference: {profile.result.reference}", title_justify="left")
+        t.add_column("cut")
         for est in profile.estimators:
-            s, e = profile.scores[est][i], profile.errors[est][i]
-            cells.append(fmt(s) if s is not None else ("skipped" if e and e.startswith("skipped") else "[red]failed[/red]"))
+            t.add_column(f"{est} {'↑' if profile.higher_is_better[est] else '↓'}", justify="right")
         if measured is not None:
-            m = measured.get(cut)
-            cells.append("–" if m is None else f"{fmt(m[0])} ± {fmt(m[1]) if m[2] > 1 else '–'}" + (" ★" if cut == best_measured else ""))
-        t.add_row(cut + mark, *cells)
-    out.print(t)
-    if rec is None:
-        out.print(f"no recommendation: {profile.estimators[0]} produced no score")
-    else:
-        out.print(f"recommendation: freeze up to [bold]{rec.cut}[/bold] (it and every cut before it); fine-tune the rest.")
-        out.print(f"rule: {rec.rule}")
-    for text, _ in lines:
-        out.print(text)
-    for est in profile.estimators:
-        errs = sorted({e for e in profile.errors[est] if e})
-        if errs:
-            err.print(f"[yellow]{est}:[/yellow] {errs[0]}")
-    decision_cli.show(decided, snippet)
+            t.add_column("measured acc (defrost)", justify="right")
+            from advisor.validate import best_cut
+
+            best_measured = best_cut(measured)
+        rec = profile.recommendation
+        for i, cut in enumerate(profile.cuts):
+            mark = " ◀ freeze up to here" if rec is not None and cut == rec.cut else ""
+            cells = []
+            for est in profile.estimators:
+                s, e = profile.scores[est][i], profile.errors[est][i]
+                cells.append(fmt(s) if s is not None else ("skipped" if e and e.startswith("skipped") else "[red]failed[/red]"))
+            if measured is not None:
+                m = measured.get(cut)
+                cells.append("–" if m is None else f"{fmt(m[0])} ± {fmt(m[1]) if m[2] > 1 else '–'}" + (" ★" if cut == best_measured else ""))
+            t.add_row(cut + mark, *cells)
+        out.print(t)
+        if rec is None:
+            out.print(f"no recommendation: {profile.estimators[0]} produced no score")
+        else:
+            out.print(f"recommendation: freeze up to [bold]{rec.cut}[/bold] (it and every cut before it); fine-tune the rest.")
+            out.print(f"rule: {rec.rule}")
+        for text, _ in lines:
+            out.print(text)
+        for est in profile.estimators:
+            errs = sorted({e for e in profile.errors[est] if e})
+            if errs:
+                err.print(f"[yellow]{est}:[/yellow] {errs[0]}")
+        decision_cli.show(decided, snippet)
     _write_plot(draw, profile, plot, measured)
     reporting.write("layers", report, profile, measured=measured)
 

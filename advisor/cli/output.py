@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from contextlib import contextmanager
 import io
 import json
 import math
@@ -179,3 +180,18 @@ class ProgressBars:
 
         return Progress(start_model=self.start, advance=self.advance, end_model=self.end, warn=warn,
                         plan=self.plan, resolved=lambda model_id, resolved: detail(weights_line(model_id, resolved)))
+
+
+@contextmanager
+def human_output_on_stderr(active: bool):
+    """With ``active`` (``--snippet``), what is printed to ``out`` inside the block goes to stderr,
+    so stdout carries only the snippet and ``advisor layers ... --snippet > finetune.py`` writes a
+    runnable file; on a terminal the user still sees the table and the recommendation."""
+    if not active:
+        yield
+        return
+    out.file = sys.stderr
+    try:
+        yield
+    finally:
+        out.file = None  # back to whatever sys.stdout is at print time (``out`` is made without a file)

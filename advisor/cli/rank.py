@@ -10,7 +10,7 @@ from rich.table import Table
 from advisor.cli import app, reporting
 from advisor.cli import decision as decision_cli
 from advisor.cli import options as opt
-from advisor.cli.output import ProgressBars, err, fmt, out, print_csv, print_json
+from advisor.cli.output import ProgressBars, err, fmt, human_output_on_stderr, out, print_csv, print_json
 from advisor.errors import AdvisorError
 from advisor.models import model_ids_option
 
@@ -62,8 +62,8 @@ def rank(
     top: int | None = typer.Option(None, "--top", metavar="K", callback=opt.at_least(1, "--top 3"),
                                       help="Show only the best K models (table, --json and --csv; ranked by the first estimator)."),
     refresh: opt.Refresh = [],  # noqa: B006 - Typer reads the default; never mutated
-    snippet: bool = decision_cli.SnippetOption,
     report: Path | None = typer.Option(None, "--report", help="Also write the table, settings, versions and a score chart to this markdown file (PNG beside it)."),
+    snippet: bool = decision_cli.SnippetOption,
 ) -> None:
     """Rank candidate models (and the best cut of each) by transferability to PROBE."""
     from advisor.ranking import rank as run_rank
@@ -95,10 +95,11 @@ def rank(
             err.print(f"[dim]{text}[/dim]")
         reporting.write("rank", report, result)
         return
-    _print_table(result)
-    for text, _ in lines:
-        out.print(text)
-    decision_cli.show(decided, snippet)
+    with human_output_on_stderr(snippet):  # --snippet: stdout is the code alone (`> finetune.py`)
+        _print_table(result)
+        for text, _ in lines:
+            out.print(text)
+        decision_cli.show(decided, snippet)
     reporting.write("rank", report, result)
 
 

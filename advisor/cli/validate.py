@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from advisor.cli import app, reporting
-from advisor.cli.output import ProgressBars, err, fmt, info, out, print_json
+from advisor.cli.output import ProgressBars, fmt, info, out, print_json, warn
 from advisor.cli.rank import _split_models as _split
 from advisor.models import model_ids_option
 
@@ -51,7 +51,7 @@ def validate(
         result = run_validate(probe, model_ids_option(models, weights_dir) or None, top=top, cuts=_split(cuts) or None, protocol=protocol, epochs=epochs,
                               lr=lr, freeze=freeze, repeats=repeats, seed=seed, max_images=max_images, batch_size=batch_size,
                               estimators=estimator or None, weights_dir=weights_dir, device=device, log=info,
-                              progress=bars.callbacks(), warn=_warn)
+                              progress=bars.callbacks(), warn=warn)
     if plot is not None:
         from advisor.validate import plot_profiles
 
@@ -97,10 +97,3 @@ def validate(
             a.add_row(row["scope"], row["estimator"], str(row["n"]), fmt(row["weighted_tau"]))
         out.print(a)
     reporting.write("validate", report, result)
-
-
-def _warn(msg: str) -> None:
-    """A warning line on stderr (the message is text, not markup)."""
-    from rich.markup import escape
-
-    err.print(f"[yellow]warning:[/yellow] {escape(msg)}", soft_wrap=True)
