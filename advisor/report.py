@@ -225,17 +225,9 @@ def validate_report(path: Path, result, settings: dict) -> list[Path]:
     profile plot, settings, warnings, versions and weights."""
     from advisor.small_samples import spread
 
-    body = []
+    body = [[model, cut + (" ★" if is_best else ""), mean, spread(std, n), f"{n}/{len(mine)}", tfb]
+            for model, cut, is_best, mean, std, n, mine, tfb in result.cut_summaries()]
     models = list(dict.fromkeys(r.model for r in result.rows))
-    for model in models:
-        prof = result.profile(model)
-        best = (result.best_range(model) or (None,))[0]
-        for cut in dict.fromkeys(r.cut for r in result.rows if r.model == model):
-            mine = [r for r in result.rows if r.model == model and r.cut == cut]
-            mean, std, n = prof.get(cut, (None, None, 0))
-            tfb = [r.tfb_mean for r in mine if r.tfb_mean is not None]
-            body.append([model, cut + (" ★" if cut == best else ""), mean, spread(std, n), f"{n}/{len(mine)}",
-                         sum(tfb) / len(tfb) if tfb else None])
     sections = ["## Measured accuracy\n", table(["model", "cut", "val acc (mean)", "± std", "runs", "T_FB"], body)]
     if result.agreement:
         sections += ["## Estimators vs measured accuracy (weighted Kendall τ)\n",

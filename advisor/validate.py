@@ -83,6 +83,19 @@ class ValidationResult:
                 out[cut] = (float(np.mean(accs)), float(np.std(accs)), len(accs))
         return out
 
+    def cut_summaries(self):
+        """Per (model, cut), in run order: ``(model, cut, is_best, mean, std, n, rows, tfb_mean)``:
+        the profile entry (``mean``/``std`` None and ``n`` 0 when no repeat finished), whether it is the
+        model's best measured cut, its rows, and the mean T_FB over them (None without one)."""
+        for model in dict.fromkeys(r.model for r in self.rows):
+            prof = self.profile(model)
+            best = (self.best_range(model) or (None,))[0]
+            for cut in dict.fromkeys(r.cut for r in self.rows if r.model == model):
+                mine = [r for r in self.rows if r.model == model and r.cut == cut]
+                mean, std, n = prof.get(cut, (None, None, 0))
+                tfb = [r.tfb_mean for r in mine if r.tfb_mean is not None]
+                yield model, cut, cut == best, mean, std, n, mine, (sum(tfb) / len(tfb) if tfb else None)
+
 
 def best_cut(profile: dict[str, tuple]) -> str | None:
     """The cut with the highest mean accuracy in a ``{cut: (mean, ...)}`` profile (shallow to deep);

@@ -69,19 +69,13 @@ def validate(
     for col, just in (("model", "left"), ("cut", "left"), ("val acc (mean ± std)", "right"), ("runs", "right"),
                       ("T_FB", "right"), ("seconds", "right"), ("note", "left")):
         t.add_column(col, justify=just)
-    for model in dict.fromkeys(r.model for r in result.rows):
-        prof = result.profile(model)
-        best = (result.best_range(model) or (None,))[0]
-        for cut in dict.fromkeys(r.cut for r in result.rows if r.model == model):
-            mine = [r for r in result.rows if r.model == model and r.cut == cut]
-            mean, std, n = prof.get(cut, (None, None, 0))
-            tfb = [r.tfb_mean for r in mine if r.tfb_mean is not None]
-            failed = [r.reason for r in mine if r.status != "done"]
-            note = ("best ◀ " if cut == best else "") + (f"{len(failed)} failed: {failed[0]}" if failed else "") + \
-                (" (cached)" if all(r.cached for r in mine) else "")
-            acc = "–" if mean is None else f"{fmt(mean)} ± {fmt(std)}" if n > 1 else f"{fmt(mean)} ± –"  # one run: no spread
-            t.add_row(model, cut, acc, f"{n}/{len(mine)}",
-                      fmt(sum(tfb) / len(tfb)) if tfb else "–", f"{sum(r.seconds for r in mine):.1f}", note.strip())
+    for model, cut, is_best, mean, std, n, mine, tfb in result.cut_summaries():
+        failed = [r.reason for r in mine if r.status != "done"]
+        note = ("best ◀ " if is_best else "") + (f"{len(failed)} failed: {failed[0]}" if failed else "") + \
+            (" (cached)" if all(r.cached for r in mine) else "")
+        acc = "–" if mean is None else f"{fmt(mean)} ± {fmt(std)}" if n > 1 else f"{fmt(mean)} ± –"  # one run: no spread
+        t.add_row(model, cut, acc, f"{n}/{len(mine)}", "–" if tfb is None else fmt(tfb), f"{sum(r.seconds for r in mine):.1f}",
+                  note.strip())
     out.print(t)
     for model in dict.fromkeys(r.model for r in result.rows):
         rng = result.best_range(model)
