@@ -853,7 +853,7 @@ def decide_rank(result, *, split: str | None = "train", img_size: int | None = N
     ``advisor.cli.domain.forecast_lines``' ``[(text, result)]`` when ``--domain`` was given.
     The model is the first estimator's top model; the cut is :func:`advisor.layers.recommend` on
     its profile. Raises :class:`AdvisorError` when no model was ranked."""
-    from advisor.layers import recommend
+    from advisor.layers import per_class, recommend, within_words
 
     rows, probe = result.rows, result.probe
     order = list(dict.fromkeys(r["estimator"] for r in rows))
@@ -880,9 +880,8 @@ def decide_rank(result, *, split: str | None = "train", img_size: int | None = N
     how = describe_freeze(anatomy, cut)
     lines = [f"Recommendation: {mf.model_id} (best of {len(ranked)} by {primary}), frozen up to {cut}: {how}."]
     if rec is not None and rec.cut != rec.argmax_cut:
-        lines[-1] = lines[-1][:-1] + (f" ({rec.estimator}'s best cut is {rec.argmax_cut}; with {epc:.0f} examples per class the deepest cut "
-                                      f"within {rec.tolerance:.0%} of its range is taken: small targets favour deeper freezing, "
-                                      "Gerace et al. 2023; Plested & Gedeon 2019).")
+        lines[-1] = lines[-1][:-1] + (f" ({rec.estimator}'s best cut is {rec.argmax_cut}; with {per_class(epc)} {within_words(rec.tolerance)} "
+                                      "is taken: small targets favour deeper freezing, Gerace et al. 2023; Plested & Gedeon 2019).")
     noise = None
     if est is not None and len(ranked) > 1:
         by = {r["model"]: r for r in rows if r["estimator"] == est.name}
@@ -902,6 +901,10 @@ def decide_rank(result, *, split: str | None = "train", img_size: int | None = N
         lines.append(f"How sure: not measured (none of {', '.join(order)} is a registered estimator that can be re-scored on half-samples).")
     picks = {e: next((r["model"] for r in rows if r["estimator"] == e and r["rank"] == 1), None) for e in order}
     text, differ = describe_disagreement(picks, primary, "top model")
+    # advisor-score's own members agreeing with it is no second opinion (one member: the same numbers)
+    members = {m.partition("@")[0] for r in rows if r["estimator"] == primary for m in (r.get("members") or {})}
+    if not differ and members:
+        text, _ = describe_disagreement({e: p for e, p in picks.items() if e not in members}, primary, "top model")
     if text:
         lines.append(text)
     dec = Decision("rank", mf.model_id, cut, lines, noise=noise, disagreement=differ)

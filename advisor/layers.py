@@ -42,6 +42,19 @@ class Recommendation:
     rule: str
 
 
+def per_class(examples_per_class: float | None) -> str:
+    """``"12 examples per class"`` (``"1 example"``; ``"an unknown number of ..."`` without labels)."""
+    if examples_per_class is None:
+        return "an unknown number of examples per class"
+    n = round(examples_per_class)
+    return f"{n} example per class" if n == 1 else f"{n} examples per class"
+
+
+def within_words(tol: float) -> str:
+    """The size rule of :func:`recommend` in words (one wording for layers, rank and the README)."""
+    return f"the deepest cut within {tol:.0%} of the best (on the range of the scores over the cuts)"
+
+
 def recommend(cuts: list[str], scores: list[float | None], higher_is_better: bool, examples_per_class: float | None,
               estimator: str = "") -> Recommendation | None:
     """The cut to freeze up to (it and every cut before it frozen), from one estimator's profile."""
@@ -55,9 +68,8 @@ def recommend(cuts: list[str], scores: list[float | None], higher_is_better: boo
     tol = tolerance(examples_per_class)
     best = int(idx[int(np.argmax(vals))])
     pick = int(idx[norm >= 1.0 - tol - 1e-12].max())
-    epc = "unknown" if examples_per_class is None else f"{examples_per_class:.0f}"
-    rule = (f"argmax of {estimator} over cuts (DEPARA's layer selection, Song et al. 2020) is {cuts[best]}; with {epc} examples per class the "
-            f"deepest cut within {tol:.0%} of the best is preferred (small targets favour deeper freezing, Gerace et al. 2023; Plested & Gedeon 2019)")
+    rule = (f"the best cut by {estimator} (DEPARA's layer selection, Song et al. 2020) is {cuts[best]}; with {per_class(examples_per_class)} "
+            f"{within_words(tol)} is preferred (small targets favour deeper freezing, Gerace et al. 2023; Plested & Gedeon 2019)")
     return Recommendation(cut=cuts[pick], argmax_cut=cuts[best], estimator=estimator, tolerance=tol,
                           examples_per_class=examples_per_class, rule=rule)
 

@@ -129,9 +129,15 @@ def _img(report: Path, name: str, alt: str) -> str:
 # ---------------------------------------------------------------- per command
 
 
-def rank_report(path: Path, result, settings: dict) -> list[Path]:
+def _decision(lines: list[str] | None) -> str:
+    """The recommendation as the command printed it (:mod:`advisor.decision`), one paragraph a line."""
+    return "## Recommendation\n\n" + "\n\n".join(lines) + "\n" if lines else ""
+
+
+def rank_report(path: Path, result, settings: dict, decision_lines: list[str] | None = None) -> list[Path]:
     """``advisor rank --report``: the ranking by every estimator (best cut each), a bar chart of the
-    first estimator's scores, settings, warnings, versions and weights."""
+    first estimator's scores, the recommendation (``decision_lines``), settings, warnings, versions
+    and weights."""
     rows = result.rows
     ests = list(dict.fromkeys(r["estimator"] for r in rows))
     by = {(r["model"], r["estimator"]): r for r in rows}
@@ -154,7 +160,7 @@ def rank_report(path: Path, result, settings: dict) -> list[Path]:
         sections.append(_img(path, "scores", f"{ests[0]} score per model"))
     if result.failed:
         sections.append("Not ranked:\n\n" + "\n".join(f"- {m}: {why}" for m, why in result.failed.items()) + "\n")
-    sections += ["## Settings\n", _settings(settings), _warnings(list(result.warnings)),
+    sections += [_decision(decision_lines), "## Settings\n", _settings(settings), _warnings(list(result.warnings)),
                  _repro(next((r.get("versions") for r in rows), None), weights, result.run_id)]
     md = _doc(f"advisor rank: {p.source}", f"{p.summary()}" + (f", {len(p.skipped)} unreadable skipped" if p.skipped else "")
               + (f"; reference: {result.reference}" if result.reference else ""), sections)
@@ -184,7 +190,7 @@ def _rank_plot(result, png: str) -> None:
     plt.close(fig)
 
 
-def layers_report(path: Path, profile, settings: dict, measured: dict | None = None) -> list[Path]:
+def layers_report(path: Path, profile, settings: dict, measured: dict | None = None, decision_lines: list[str] | None = None) -> list[Path]:
     """``advisor layers --report``: the score per cut of every estimator, the recommendation and its
     rule, the profile plot (the same as ``--plot``), settings, warnings, versions and weights."""
     from advisor.small_samples import spread
@@ -206,7 +212,7 @@ def layers_report(path: Path, profile, settings: dict, measured: dict | None = N
     sections = ["## Score per cut\n", table(header, body),
                 (f"**Recommendation:** freeze up to `{rec.cut}` (it and every cut before it); fine-tune the rest.\n\n"
                  f"Rule: {rec.rule}\n") if rec is not None else f"No recommendation: {profile.estimators[0]} produced no score.\n",
-                _img(path, "profile", "score per cut"),
+                _img(path, "profile", "score per cut"), _decision(decision_lines),
                 "## Settings\n", _settings(settings), _warnings(data.get("warnings") or []),
                 _repro(data.get("versions"), data.get("weights") or {}, profile.result.run_id)]
 

@@ -118,6 +118,7 @@ def test_reports_for_rank_layers_and_validate(run_cli, image_folder, model, sha,
     assert md.startswith("# advisor rank: ") and "| 1 | " in md and "## Settings" in md and "| img_size | 32 |" in md
     assert f"advisor {VERSIONS['advisor']}, timm {VERSIONS['timm']}, torch {VERSIONS['torch']}" in md and sha in md
     assert "(rank.scores.png)" in md and (out_dir / "rank.scores.png").read_bytes()[:4] == b"\x89PNG"
+    assert "## Recommendation" in md and "Recommendation: " in md  # the decision travels with the table
     code, out, err = run_cli("layers", model, str(image_folder), "-e", "knn", "--img-size", "32", "--json", "--report", str(out_dir / "layers.md"))
     assert code == 0 and json.loads(out)["model"] == model, err  # --json and --report together
     md = (out_dir / "layers.md").read_text()
@@ -136,6 +137,9 @@ def test_reports_for_rank_layers_and_validate(run_cli, image_folder, model, sha,
 def test_bad_report_paths_are_one_line_errors_before_any_work(run_cli, image_folder, model, tmp_path, advisor_home):
     assert_one_line_error(run_cli("rank", str(image_folder), "--models", model, "--report", str(tmp_path)),
                           "--report", "is a folder", home=advisor_home)
+    if Path("/proc/self").is_dir():  # a folder that cannot be created (even by root): refused before any work
+        assert_one_line_error(run_cli("rank", str(image_folder), "--models", model, "--report", "/proc/nope/out.md"),
+                              "--report", "cannot create the folder /proc/nope", home=advisor_home)
     blocker = tmp_path / "file"
     blocker.write_text("x")
     assert_one_line_error(run_cli("layers", model, str(image_folder), "--report", str(blocker / "out.md")),

@@ -24,6 +24,11 @@ def decide(command: str, obj, **kwargs):
     return decision.safely(fn, obj, **kwargs)
 
 
+def lines(outcome) -> list[str] | None:
+    """The recommendation's lines for ``--report`` (None when there is none)."""
+    return None if not outcome or outcome[0] is None else list(outcome[0].lines)
+
+
 def json_fields(outcome) -> dict:
     """``decision`` and ``snippet`` for ``--json`` (``decision`` holds ``error`` when none could be made)."""
     dec, reason = outcome

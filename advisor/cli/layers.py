@@ -82,7 +82,7 @@ def layers(
             data["domain"] = lines[0][1] if lines else None
         print_json(data)
         _write_plot(draw, profile, plot, measured)
-        reporting.write("layers", report, profile, measured=measured)
+        reporting.write("layers", report, profile, measured=measured, decision_lines=decision_cli.lines(decided))
         return
     with human_output_on_stderr(snippet):  # --snippet: stdout is the code alone (`> finetune.py`)
         p = profile.result.probe
@@ -120,7 +120,7 @@ def layers(
                 err.print(f"[yellow]{est}:[/yellow] {errs[0]}")
         decision_cli.show(decided, snippet)
     _write_plot(draw, profile, plot, measured)
-    reporting.write("layers", report, profile, measured=measured)
+    reporting.write("layers", report, profile, measured=measured, decision_lines=decision_cli.lines(decided))
 
 
 def _write_plot(draw, profile, plot: Optional[Path], measured) -> None:

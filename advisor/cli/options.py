@@ -68,7 +68,7 @@ PLOT_SUFFIXES = (".png", ".pdf", ".svg", ".svgz", ".eps", ".ps", ".jpg", ".jpeg"
 # Options, by parameter name in any command, that name something written at the END of the work:
 # "image" a matplotlib figure (its folder must exist), "file" a file (missing folders are created),
 # "dir" a folder (created if missing). A command that gains such an option only needs one of these names.
-OUTPUT_OPTIONS = {"plot": "image", "ground_truth": "file", "runs_csv": "file", "out_dir": "dir", "report": "file",
+OUTPUT_OPTIONS = {"plot": "image", "ground_truth": "file", "runs_csv": "file", "out_dir": "dir", "report": "report",
                   "csv_path": "file", "json_path": "file"}
 
 
@@ -86,16 +86,23 @@ def check_output(path: Path, option: str, kind: str) -> None:
         if path.exists() and not path.is_dir():
             raise AdvisorError(f"{option} {path} is a file, not a folder", "pass a folder (it is created if missing)")
     elif path.is_dir():
-        raise AdvisorError(f"{option} {path} is a folder", f"pass a file name, e.g. {path / ('plot.png' if kind == 'image' else 'out.csv')}")
+        raise AdvisorError(f"{option} {path} is a folder", f"pass a file name, e.g. {path / {'image': 'plot.png', 'report': 'report.md'}.get(kind, 'out.csv')}")
     if kind == "image":
         if path.suffix.lower() not in PLOT_SUFFIXES:
             raise AdvisorError(f"{option} {path}: cannot write a '{path.suffix or 'suffix-less'}' plot",
                                f"end the file name with one of {', '.join(PLOT_SUFFIXES)} (e.g. {path.with_suffix('.png').name})")
+    if kind == "report" and not path.parent.exists():  # a report's folder is created, now, before any work
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise AdvisorError(f"{option} {path}: cannot create the folder {path.parent} ({exc.strerror})",
+                               "write the report somewhere you can write") from None
+    if kind in ("image", "report"):  # written last (a report with a PNG beside it): its folder must be there now
         if path.parent.exists() and not path.parent.is_dir():
             raise AdvisorError(f"{option} {path}: {path.parent} is a file, not a folder", "pass a path inside a folder")
         if not path.parent.is_dir():
             raise AdvisorError(f"{option} {path}: the folder {path.parent} does not exist",
-                               f"create it first (mkdir -p {path.parent}) or write the plot elsewhere")
+                               f"create it first (mkdir -p {path.parent}) or write the {'plot' if kind == 'image' else 'report'} elsewhere")
     base = _nearest_existing(path if kind == "dir" else path.parent)
     if not base.is_dir():
         raise AdvisorError(f"{option} {path}: {base} is a file, not a folder", "pass a path inside a folder")
@@ -153,7 +160,7 @@ METAVARS = {
     "defrost_seed": "N", "workers": "N", "targets": "DATA", "source": "NAME", "train_size": "N",
     "fit": "published|table2", "refit_from": "CSV", "level": "P", "refresh": "ID|NAME",
 }
-_KIND_METAVARS = {"image": "FILE", "file": "FILE", "dir": "DIR"}
+_KIND_METAVARS = {"image": "FILE", "file": "FILE", "report": "FILE", "dir": "DIR"}
 # Shown instead of a metavar, they are type noise (click's and Typer's type names).
 TYPE_NOISE = ("TEXT", "INTEGER", "FLOAT", "PATH", "BOOLEAN", "FILENAME", "<str>", "<int>", "<float>", "<bool>", "<path>",
               "<list[str]>", "<file>", "<directory>")

@@ -24,7 +24,7 @@ Example (offline, weights mirrored in a folder):
 PROBE is an ImageFolder tree (class sub-folders; train/test split folders are recognised), a flat
 folder (unlabelled), a path,label .csv, an .npz of images + labels, or builtin:digits.
 Model ids: timm names (resnet50.a1_in1k), hf-hub:org/repo, local-dir:/path,
-file:/path/w.safetensors?arch=NAME&num_classes=19, or catalog names (registry/models.toml).
+file:/path/w.safetensors?arch=NAME&num_classes=19, or catalog names (`advisor models` lists what you can rank).
 """
 
 
@@ -58,7 +58,7 @@ def rank(
     weights_dir: opt.WeightsDir = None,
     as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON on stdout."),
     as_csv: bool = typer.Option(False, "--csv", help="Print the rows as CSV on stdout."),
-    show_domain: bool = typer.Option(False, "--domain", help="Also print the domain forecast of Chen et al. 2022 (gap, width, amount → T_FB (distance of the fine-tuned weights from a random init ÷ their distance from the pretrained start; Chen et al. 2022), freezing) per pre-training domain; `advisor domain` has the details."),
+    show_domain: bool = typer.Option(False, "--domain", help="Also print Chen et al. 2022's domain forecast per pre-training domain: from the domain gap, width and amount of data, T_FB (distance of the fine-tuned weights from a random init ÷ their distance from the pretrained start) and how much to freeze; `advisor domain` has the details."),
     top: int | None = typer.Option(None, "--top", metavar="K", callback=opt.at_least(1, "--top 3"),
                                       help="Show only the best K models (table, --json and --csv; ranked by the first estimator)."),
     refresh: opt.Refresh = [],  # noqa: B006 - Typer reads the default; never mutated
@@ -76,15 +76,16 @@ def rank(
         result = run_rank(probe, model_ids_option(models, weights_dir) or None, estimator or None, reference=reference, split=split, max_images=max_images,
                           seed=seed, img_size=img_size, batch_size=batch_size, weights_dir=weights_dir, progress=bars.callbacks(),
                           refresh=_split_models(refresh))
-    if top is not None:
-        result = _top(result, top)
     lines = []
     if show_domain:
         from advisor.cli.domain import forecast_lines
 
         lines = forecast_lines(probe, [m.model_id for m in result.models], split=split, max_images=max_images, seed=seed)
-    # the recommendation (advisor.decision): which model, which cut, how sure; --json carries it on the first row
+    # the recommendation (advisor.decision): which model, which cut, how sure; --json carries it on the first row.
+    # Decided on every ranked model: --top trims what is shown, never the runner-up or the margin.
     decided = None if as_csv else decision_cli.decide("rank", result, split=split, img_size=img_size, domain=lines)
+    if top is not None:
+        result = _top(result, top)
     if as_json or as_csv:
         if as_json:
             print_json([{**r, **decision_cli.json_fields(decided)} if i == 0 else r for i, r in enumerate(result.rows)])
@@ -93,14 +94,14 @@ def rank(
                                     "pretrain", "extract_seconds", "score_seconds", "n_images", "error"])
         for text, _ in lines:  # stdout stays machine-readable
             err.print(f"[dim]{text}[/dim]")
-        reporting.write("rank", report, result)
+        reporting.write("rank", report, result, decision_lines=decision_cli.lines(decided))
         return
     with human_output_on_stderr(snippet):  # --snippet: stdout is the code alone (`> finetune.py`)
         _print_table(result)
         for text, _ in lines:
             out.print(text)
         decision_cli.show(decided, snippet)
-    reporting.write("rank", report, result)
+    reporting.write("rank", report, result, decision_lines=decision_cli.lines(decided))
 
 
 def _top(result, k: int):
