@@ -59,6 +59,20 @@ def assert_one_line_error(result, *needles, home=None) -> str:
     return lines[0]
 
 
+def kill_minus_9_when(cmd: list[str], env: dict, cwd, done, timeout: float = 300) -> None:
+    """Start ``cmd``, poll ``done()`` until it holds (or the process ends, or ``timeout`` seconds pass),
+    then SIGKILL it: how the resume tests interrupt a run mid-way."""
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=cwd)
+    deadline = time.time() + timeout
+    while time.time() < deadline and not done() and proc.poll() is None:
+        time.sleep(0.1)
+    proc.kill()
+    proc.wait()
+
+
 def write_images(root: Path, classes: dict[str, int], size: int = 24, seed: int = 0) -> Path:
     """An ImageFolder tree of small PNGs whose colour depends on the class (so labels are learnable)."""
     from PIL import Image

@@ -8,11 +8,10 @@ import csv
 import os
 import subprocess
 import sys
-import time
 from dataclasses import replace
 
 import pytest
-from conftest import file_id, write_images
+from conftest import file_id, kill_minus_9_when, write_images
 
 ESTIMATORS = "logme,knn,cka"
 
@@ -453,15 +452,9 @@ def test_kill_minus_9_resumes_from_the_runs_csv(tiny, tmp_path):
     runs_csv = tmp_path / "runs-k.csv"
     env = {**os.environ, "ADVISOR_HOME": str(tmp_path / "home-k"), "OMP_NUM_THREADS": "1"}
     args = _args(models[:1], targets[:1], tmp_path, "--seeds", "0,1,2", "--lrs", "0.01,0.001", "--defrost-cuts", "2",
-                 "--epochs", "6", tag="k")
-    args[args.index("--runs-csv") + 1] = str(runs_csv)
+                 "--epochs", "6", tag="k")  # its --runs-csv is runs_csv
     cmd = [sys.executable, "-m", "advisor", *args]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
-    deadline = time.time() + 300
-    while time.time() < deadline and len(read_runs(runs_csv)) < 2 and proc.poll() is None:
-        time.sleep(0.1)
-    proc.kill()
-    proc.wait()
+    kill_minus_9_when(cmd, env, tmp_path, lambda: len(read_runs(runs_csv)) >= 2)
     before = read_runs(runs_csv)
     total = 3 * 2 + 2 + 1  # seeds x lrs fine-tunes + defrost cuts + probe
     assert 2 <= len(before) < total, "the bench should be killed mid-way"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import file_id
+from conftest import file_id, kill_minus_9_when
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -193,12 +193,7 @@ def test_kill_minus_9_loses_at_most_the_run_in_progress(image_folder, resnet_id,
     env = {**os.environ, "ADVISOR_HOME": str(home), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "advisor", "validate", str(image_folder), "--models", resnet_id, "--cuts", "layer3",
            "--epochs", "20", "--repeats", "12", "-e", "knn"]  # runs long enough that a loaded machine's poll sees one mid-way
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
-    deadline = time.time() + 300
-    while time.time() < deadline and len(_runs(home)) < 2 and proc.poll() is None:
-        time.sleep(0.2)
-    proc.kill()
-    proc.wait()
+    kill_minus_9_when(cmd, env, REPO, lambda: len(_runs(home)) >= 2)
     before = _runs(home)
     assert 2 <= len(before) < 12, "the process should be killed mid-way"
     assert all(r[2] == "done" for r in before)  # only whole runs
