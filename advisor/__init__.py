@@ -18,37 +18,15 @@ Plugins implement the hooks in :mod:`advisor.hookspecs` with ``@advisor.hookimpl
 from advisor.errors import AdvisorError, EstimatorSkipped
 from advisor.estimators import Estimator, get_estimator, list_estimators
 from advisor.hookspecs import hookimpl
-from advisor.models import list_sources, resolve_model
-from advisor.probe import load_probe
-from advisor.layers import layers
-from advisor.ranking import RankResult, rank
+from advisor.models.models import list_sources, resolve_model
+from advisor.data.probe import load_probe
+from advisor.ranking.layers import layers
+from advisor.ranking.ranking import RankResult, rank
+from advisor.validation.validate import validate
+import advisor.domain as domain  # callable: advisor.domain(probe) -> dict
 
 __version__ = "0.1.0"
 
-
-def _callable_module(name: str, function: str) -> None:
-    """Make the module ``advisor.<name>`` callable as its main function, so ``advisor.validate(...)``
-    and ``advisor.domain(...)`` are the API calls while ``from advisor import domain`` and
-    ``advisor.domain.analyse`` keep working (``advisor.layers`` is the function itself)."""
-    import inspect
-    import sys
-    import types
-
-    module = sys.modules[f"advisor.{name}"]
-
-    class _CallableModule(types.ModuleType):
-        def __call__(self, *args, **kwargs):
-            return getattr(self, function)(*args, **kwargs)  # looked up per call: a monkeypatch applies
-
-    module.__class__ = _CallableModule
-    module.__signature__ = inspect.signature(getattr(module, function))
-
-
-import advisor.domain  # noqa: E402
-import advisor.validate  # noqa: E402
-
-_callable_module("validate", "validate")  # advisor.validate(probe, models, ...) -> ValidationResult
-_callable_module("domain", "analyse")  # advisor.domain(probe, ...) -> dict (G, W, N, forecast, advice)
 __all__ = [
     "AdvisorError",
     "Estimator",

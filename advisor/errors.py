@@ -30,7 +30,7 @@ class EstimatorSkipped(Exception):
 class EstimatorInputError(ValueError):
     """Raised by an estimator when its numeric input cannot be scored: not a 2-D finite array, too
     few rows or classes, mismatched lengths, or degenerate data the score is undefined on (every
-    feature constant, ...). See :mod:`advisor.checks`, which raises it.
+    feature constant, ...). See :mod:`advisor.numeric.checks`, which raises it.
 
     A ``ValueError`` (code catching that keeps working). The run goes on; the row is reported as
     failed with the message, as for any exception an estimator raises.

@@ -22,8 +22,8 @@ def register_estimators(register):
     Call ``register(advisor.Estimator(name=..., fn=..., ...))`` once per estimator. ``fn`` is a pure
     numeric function ``fn(features: ndarray[N, D], labels: ndarray[N] | None, **inputs) -> float``;
     see :class:`advisor.estimators.Estimator` for the fields (version, higher_is_better, needs).
-    :mod:`advisor.checks` checks the arrays (``as_matrix``, ``as_labelled``: float64, finite, enough
-    rows and classes) and raises :class:`advisor.checks.EstimatorInputError` for input that cannot
+    :mod:`advisor.numeric.checks` checks the arrays (``as_matrix``, ``as_labelled``: float64, finite, enough
+    rows and classes) and raises :class:`advisor.numeric.checks.EstimatorInputError` for input that cannot
     be scored, as the built-ins do; ``tests/test_estimator_contract.py`` holds every registered
     estimator to that on degenerate input.
     """
@@ -36,8 +36,8 @@ def register_model_sources(register):
     Call ``register(source)`` where ``source`` has ``prefix`` (e.g. ``"hf-hub"`` for
     ``hf-hub:org/repo``), ``describe`` (one line for ``advisor plugins``), ``resolve(ref, ctx)``
     (cheap, no weights loaded: returns a fingerprint of the weights) and ``load(ref, ctx)``
-    (returns an :class:`advisor.models.LoadedModel`). See :class:`advisor.models.ModelSource`.
-    Optionally ``available(ctx) -> list[advisor.model_list.Offer]``: the ids the source serves without
+    (returns an :class:`advisor.models.models.LoadedModel`). See :class:`advisor.models.models.ModelSource`.
+    Optionally ``available(ctx) -> list[advisor.models.model_list.Offer]``: the ids the source serves without
     being told about them (a catalog, a folder, a cache), which ``advisor models`` lists — each
     resolved offline to say whether its weights are here — and ``--models`` globs match.
     """

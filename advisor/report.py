@@ -1,5 +1,5 @@
 """``--report out.md``: one shareable markdown file per command — the result table, the settings,
-the versions and weights fingerprints (:mod:`advisor.repro`), the warnings, and the command's plot
+the versions and weights fingerprints (:mod:`advisor.store.repro`), the warnings, and the command's plot
 as a PNG next to the markdown (``out.<plot>.png``, linked relatively, so the folder can be shared).
 
 Every file is written to a temporary file in the same folder and renamed over the target
@@ -130,7 +130,7 @@ def _img(report: Path, name: str, alt: str) -> str:
 
 
 def _decision(lines: list[str] | None) -> str:
-    """The recommendation as the command printed it (:mod:`advisor.decision`), one paragraph a line."""
+    """The recommendation as the command printed it (:mod:`advisor.ranking.decision`), one paragraph a line."""
     return "## Recommendation\n\n" + "\n\n".join(lines) + "\n" if lines else ""
 
 
@@ -193,7 +193,7 @@ def _rank_plot(result, png: str) -> None:
 def layers_report(path: Path, profile, settings: dict, measured: dict | None = None, decision_lines: list[str] | None = None) -> list[Path]:
     """``advisor layers --report``: the score per cut of every estimator, the recommendation and its
     rule, the profile plot (the same as ``--plot``), settings, warnings, versions and weights."""
-    from advisor.small_samples import spread
+    from advisor.data.small_samples import spread
 
     header = ["cut", *[f"{e} {'↑' if profile.higher_is_better[e] else '↓'}" for e in profile.estimators]]
     if measured is not None:
@@ -217,7 +217,7 @@ def layers_report(path: Path, profile, settings: dict, measured: dict | None = N
                 _repro(data.get("versions"), data.get("weights") or {}, profile.result.run_id)]
 
     def draw(png: str) -> None:
-        from advisor.layers import plot
+        from advisor.ranking.layers import plot
 
         plot(profile, png, measured)
 
@@ -229,7 +229,7 @@ def validate_report(path: Path, result, settings: dict) -> list[Path]:
     """``advisor validate --report``: measured accuracy per model and cut (mean ± std over runs, "–"
     for a single run), the best cut and its range, the estimators' weighted τ, the defrosting
     profile plot, settings, warnings, versions and weights."""
-    from advisor.small_samples import spread
+    from advisor.data.small_samples import spread
 
     body = [[model, cut + (" ★" if is_best else ""), mean, spread(std, n), f"{n}/{len(mine)}", tfb]
             for model, cut, is_best, mean, std, n, mine, tfb in result.cut_summaries()]
@@ -240,7 +240,7 @@ def validate_report(path: Path, result, settings: dict) -> list[Path]:
                      table(["scope", "estimator", "n", "weighted τ"], [[a["scope"], a["estimator"], a["n"], a["weighted_tau"]] for a in result.agreement])]
     plots = {}
     if any(result.profile(m) for m in models):
-        from advisor.validate import plot_profiles
+        from advisor.validation.validate import plot_profiles
 
         plots["profile"] = lambda png: plot_profiles(result, png)
         sections.append(_img(path, "profile", "defrosting profile"))

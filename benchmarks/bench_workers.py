@@ -1,6 +1,6 @@
 """`advisor bench --workers`: N single-purpose processes vs one process, side by side, on this machine.
 
-Times the benchmark's own job runner (``advisor.bench.execute``: spawned workers with
+Times the benchmark's own job runner (``advisor.bench.bench.execute``: spawned workers with
 ``cores // N`` torch threads each, model build and preprocessing included) on the same list of
 fine-tunes for each worker count, in ABBA order (1, 2, 2, 1, ...) so that a drift in the load of a
 shared machine hits both alike. Nothing is stored: the jobs run, their records are discarded.
@@ -52,7 +52,7 @@ def main() -> None:
     os.environ["ADVISOR_HOME"] = tempfile.mkdtemp(prefix="bench-workers-")  # an empty cache: every job runs
     import torch
 
-    import advisor.bench as b
+    import advisor.bench.bench as b
 
     counts = [int(w) for w in args.workers.split(",")]
     root = b.shared_root()
@@ -89,7 +89,7 @@ def main() -> None:
              f"- jobs: the {len(jobs)} full fine-tunes of `advisor bench` for {', '.join(b.model_name(m) for m in cfg.models)} on "
              f"{b.target_name(cfg.targets[0])} (lrs 0.01, 0.001 x seeds 0, 1; {args.epochs} epoch(s); {len(plan.cells[0].parts.train)} "
              f"training / {len(plan.cells[0].parts.val)} val / {len(plan.cells[0].parts.test)} test images; input "
-             + ", ".join(f"{b.model_name(m)} {i.input_size[1]} px" for m, i in plan.infos.items()) + "), run by `advisor.bench.execute`: "
+             + ", ".join(f"{b.model_name(m)} {i.input_size[1]} px" for m, i in plan.infos.items()) + "), run by `advisor.bench.bench.execute`: "
              f"workers = 1 in-process with {cores} torch threads; workers = N in N spawned processes with {cores} // N threads each "
              "(process start, model build and image preprocessing included)",
              "- order ABBA, so that a drift in the machine's load hits both alike", "",

@@ -5,8 +5,8 @@ Run:  .venv/bin/python benchmarks/depara_cost.py [--models tf_efficientnet_lite0
 
 Per model (offline weights: package or ``../shared/models``), random input batches of 32 at the
 model's input size. Times, interleaved, best of 2: (a) the plain forward as ``advisor`` runs it
-(``inference_mode``, NHWC chunks of :data:`advisor.features.CHUNK_PIXELS`), (a') a naive plain
-forward on whole NCHW batches of 32, and (b) :func:`advisor.attributions.probe_attributions` for
+(``inference_mode``, NHWC chunks of :data:`advisor.ranking.features.CHUNK_PIXELS`), (a') a naive plain
+forward on whole NCHW batches of 32, and (b) :func:`advisor.ranking.attributions.probe_attributions` for
 all cuts; reports (b)/(a) against the goal ``(b)/(a) <= cuts/2 + 1`` and the FLOP floor of exact
 per-cut attributions. Also (c), for context, a fresh forward + backward per cut, and a per-stage
 breakdown of (b) on one chunk. Writes a markdown report with date, machine and command.
@@ -28,8 +28,8 @@ BATCH = 32
 
 
 def _load(model_id: str):
-    from advisor.loading import build_model
-    from advisor.models import ResolveContext, resolve_model
+    from advisor.models.loading import build_model
+    from advisor.models.models import ResolveContext, resolve_model
 
     ctx = ResolveContext(weights_dir=WEIGHTS if WEIGHTS.is_dir() else None, offline=True)
     loaded = build_model(resolve_model(model_id, ctx))
@@ -41,7 +41,7 @@ def _naive(m, batches, grid=16):
     import torch
     import torch.nn.functional as F
 
-    from advisor.features import cut_names
+    from advisor.ranking.features import cut_names
 
     k_cuts = len(cut_names(m))
     for b in batches:
@@ -55,11 +55,11 @@ def _naive(m, batches, grid=16):
 
 def _breakdown(m, x) -> list[tuple[str, float]]:
     """Seconds of the grad-enabled forward and of each cut's prefix backward on one chunk, laid
-    out as :func:`advisor.attributions.cut_attributions` does it (NHWC), then a plain forward of
+    out as :func:`advisor.ranking.attributions.cut_attributions` does it (NHWC), then a plain forward of
     the same images."""
     import torch
 
-    from advisor.features import cut_names
+    from advisor.ranking.features import cut_names
 
     rows = []
     xg = x.clone(memory_format=torch.channels_last).requires_grad_(True)
@@ -84,7 +84,7 @@ def flop_fractions(m, size: int) -> tuple[list[tuple[str, float]], float]:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from advisor.features import cut_names
+    from advisor.ranking.features import cut_names
 
     x = torch.randn(1, 3, size, size)
     with torch.no_grad(), FlopCounterMode(display=False) as fc:
@@ -104,14 +104,14 @@ def flop_fractions(m, size: int) -> tuple[list[tuple[str, float]], float]:
 def run(m, size: int, n_images: int, reps: int = 2, naive: bool = False) -> dict:
     import torch
 
-    from advisor.attributions import probe_attributions
-    from advisor.features import cut_names, forward_all_cuts, micro_batches
+    from advisor.ranking.attributions import probe_attributions
+    from advisor.ranking.features import cut_names, forward_all_cuts, micro_batches
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(n_images, 3, size, size, generator=g)
     batches = list(x.split(BATCH))
 
-    def plain():  # as advisor.features.extract runs it
+    def plain():  # as advisor.ranking.features.extract runs it
         with torch.inference_mode():
             for b in batches:
                 for part in micro_batches(b):
@@ -147,7 +147,7 @@ def run(m, size: int, n_images: int, reps: int = 2, naive: bool = False) -> dict
 
 
 def cut_attributions_warm(m, x):
-    from advisor.attributions import cut_attributions
+    from advisor.ranking.attributions import cut_attributions
 
     cut_attributions(m, x)
 
@@ -155,7 +155,7 @@ def cut_attributions_warm(m, x):
 def model_section(model_id: str, sizes: list[int]) -> tuple[list[str], dict]:
     import torch
 
-    from advisor.features import CHUNK_PIXELS
+    from advisor.ranking.features import CHUNK_PIXELS
 
     m, size = _load(model_id)
     rows = [run(m, size, n, naive=(i == 0)) for i, n in enumerate(sizes)]
@@ -238,7 +238,7 @@ def main() -> None:
         (f"- command: `.venv/bin/python benchmarks/depara_cost.py --models {' '.join(args.models)} "
          f"--images {' '.join(map(str, args.images))}` ({time.perf_counter() - t_start:.0f} s)"),
         "",
-        "*plain forward (advisor)* is the forward of `advisor.features.extract`: `forward_all_cuts` under",
+        "*plain forward (advisor)* is the forward of `advisor.ranking.features.extract`: `forward_all_cuts` under",
         "`torch.inference_mode` on NHWC chunks of about 4 × 224² pixels. *plain forward (NCHW batch 32)* is",
         "`model(x)` on whole batches of 32, for context: on this CPU it is up to 3× slower than the chunked",
         "NHWC pass at 224 px (large activations are mmap()ed and faulted in afresh each batch), and the",

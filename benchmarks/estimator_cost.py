@@ -8,7 +8,7 @@ a temporary ``path,label`` CSV listing both splits of cifar10_small (1000 train 
 loaded with ``load_probe(csv, max_images=n, seed=0)`` (stratified subsample), so n = 2000 is every
 image. For each n, on CPU:
 
-1. *forward*: one plain forward pass ``model.module(x)`` (NHWC chunks, as ``advisor.features.extract``) over the n images under
+1. *forward*: one plain forward pass ``model.module(x)`` (NHWC chunks, as ``advisor.ranking.features.extract``) over the n images under
    ``torch.inference_mode`` (batches of 32, tensors preprocessed beforehand), best of ``--reps``
    per batch; interleaved batch by batch with one all-cut extraction (``forward_all_cuts`` + pooling
    to numpy, what ``advisor rank`` runs; it provides the features the estimators score) and the
@@ -96,10 +96,10 @@ def timed(fn) -> tuple[float, float]:
 def run_size(loaded, csv_path: Path, n: int, args, estimators) -> dict:
     import torch
 
-    from advisor.attributions import probe_attributions
+    from advisor.ranking.attributions import probe_attributions
     from advisor.estimators import safe_score
-    from advisor.features import cut_names, forward_all_cuts, micro_batches, probe_batches
-    from advisor.probe import decode_all, load_probe
+    from advisor.ranking.features import cut_names, forward_all_cuts, micro_batches, probe_batches
+    from advisor.data.probe import decode_all, load_probe
 
     m = loaded.module
     names = cut_names(m)
@@ -117,7 +117,7 @@ def run_size(loaded, csv_path: Path, n: int, args, estimators) -> dict:
 
     do_attr = args.attr_sizes is None or n in args.attr_sizes
 
-    def plain(b):  # as advisor.features.extract runs the model: NHWC chunks
+    def plain(b):  # as advisor.ranking.features.extract runs the model: NHWC chunks
         with torch.inference_mode():
             for part in micro_batches(b):
                 m(part)
@@ -244,7 +244,7 @@ def report(results: list[dict], args, meta: dict) -> str:
         f"use this model's own `{cuts[-1]}` features + attributions as the reference instead (context: the node term "
         "only exists with a model reference)",
         "",
-        f"*forward*: `model.module(x)` on NHWC chunks of about 4 × 224² pixels (as `advisor.features.extract` runs it) under `torch.inference_mode`, tensors preprocessed beforehand. Per batch of {args.batch}, "
+        f"*forward*: `model.module(x)` on NHWC chunks of about 4 × 224² pixels (as `advisor.ranking.features.extract` runs it) under `torch.inference_mode`, tensors preprocessed beforehand. Per batch of {args.batch}, "
         "interleaved: plain forward, all-cut extraction, attribution pass, plain forward again; *forward* is the sum over "
         f"batches of the better of the {args.reps} plain repeats (the load on this machine drifts within minutes, so all "
         "passes are timed side by side, batch by batch). "
@@ -385,10 +385,10 @@ def main() -> None:
 
     import torch
 
-    from advisor.attributions import cut_attributions
+    from advisor.ranking.attributions import cut_attributions
     from advisor.estimators import list_estimators
-    from advisor.loading import build_model
-    from advisor.models import ResolveContext, resolve_model
+    from advisor.models.loading import build_model
+    from advisor.models.models import ResolveContext, resolve_model
 
     registered = {e.name: e for e in list_estimators()}
     estimators = [registered[n] for n in ORDER if n in registered] + [e for n, e in registered.items() if n not in ORDER]

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import advisor
-from advisor.layers import plot, recommend
+from advisor.ranking.layers import plot, recommend
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

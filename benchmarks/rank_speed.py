@@ -29,10 +29,10 @@ def forward_ratio(model_id: str, n_images: int, reps: int = 3, batch: int = 32) 
     import torch
     from timm.data import create_transform
 
-    from advisor.features import forward_all_cuts
-    from advisor.loading import build_model
-    from advisor.models import ResolveContext, resolve_model
-    from advisor.probe import load_probe
+    from advisor.ranking.features import forward_all_cuts
+    from advisor.models.loading import build_model
+    from advisor.models.models import ResolveContext, resolve_model
+    from advisor.data.probe import load_probe
 
     loaded = build_model(resolve_model(model_id, ResolveContext(weights_dir=SHARED / "models", offline=True)))
     probe = load_probe(str(PROBE), max_images=n_images)

@@ -27,9 +27,9 @@ import json, os, sys, time
 from pathlib import Path
 import torch
 torch.set_num_threads(int(os.environ["ADVISOR_BENCH_THREADS"]))
-from advisor.features import forward_all_cuts
-from advisor.loading import build_model
-from advisor.models import ResolveContext, resolve_model
+from advisor.ranking.features import forward_all_cuts
+from advisor.models.loading import build_model
+from advisor.models.models import ResolveContext, resolve_model
 model_id, img, n = sys.argv[1], (int(sys.argv[2]) if sys.argv[2] != "None" else None), int(sys.argv[3])
 m = build_model(resolve_model(model_id, ResolveContext(weights_dir=Path(sys.argv[4]), offline=True)), img_size=img)
 size = m.data_config["input_size"][-1]

@@ -3,7 +3,7 @@
 Run:  .venv/bin/python benchmarks/validate_cost.py [--parts A B] [--epochs 10]
       (A writes benchmarks/validate_cost.md, B benchmarks/rank_vs_finetune.md)
 
-A. A K-cut defrosting profile with prefix caching (``advisor.finetune.prefix_activations`` once per
+A. A K-cut defrosting profile with prefix caching (``advisor.validation.finetune.prefix_activations`` once per
    cut, then the suffix trains on the cached activations: what ``advisor validate`` does) against K
    naive fine-tunes with the same schedule and seeds, where every step runs the frozen prefix again
    (same code, with the suffix's input recomputed from the images each step). Goal: ≤ 0.5× the time.
@@ -42,11 +42,11 @@ def log(msg: str) -> None:
 def _setup(model_id: str, data: str, n_train: int):
     import torch
 
-    from advisor.loading import build_model
-    from advisor.models import ResolveContext, resolve_model
-    from advisor.probe import load_probe
-    from advisor.split import stages
-    from advisor.validate import preprocess_all
+    from advisor.models.loading import build_model
+    from advisor.models.models import ResolveContext, resolve_model
+    from advisor.data.probe import load_probe
+    from advisor.validation.split import stages
+    from advisor.validation.validate import preprocess_all
 
     loaded = build_model(resolve_model(model_id, ResolveContext(weights_dir=SHARED / "models", offline=True)))
     spec = str(SHARED / "data" / data)
@@ -62,9 +62,9 @@ def _setup(model_id: str, data: str, n_train: int):
 def profile_case(model_id, data, n_train, epochs) -> dict:
     import torch
 
-    from advisor import finetune as ft
-    from advisor.features import cut_names
-    from advisor.validate import default_cuts
+    from advisor.validation import finetune as ft
+    from advisor.ranking.features import cut_names
+    from advisor.validation.validate import default_cuts
 
     loaded, st, x, y, _ = _setup(model_id, data, n_train)
     cuts = default_cuts(loaded.module, cut_names(loaded.module))
@@ -109,8 +109,8 @@ def profile_case(model_id, data, n_train, epochs) -> dict:
 
 
 def rank_vs_finetune(data: str, n_train: int, ft_epochs: int) -> dict:
-    from advisor import finetune as ft
-    from advisor.ranking import rank
+    from advisor.validation import finetune as ft
+    from advisor.ranking.ranking import rank
 
     spec = str(SHARED / "data" / data)
     with tempfile.TemporaryDirectory() as home:
@@ -150,7 +150,7 @@ def _header(title: str, t_start: float, load0, command: str) -> list[str]:
 
 def report_profiles(profiles, epochs, t_start, load0, command) -> str:
     lines = _header("Validation cost: a defrosting profile with prefix caching vs without", t_start, load0, command) + [
-        "Same `advisor.finetune.train` (defrost protocol, seed 0, same batches), the only difference being whether the",
+        "Same `advisor.validation.finetune.train` (defrost protocol, seed 0, same batches), the only difference being whether the",
         "frozen prefix's activations are computed once per cut (cached, what `advisor validate` does) or from the images",
         f"at every step (naive). {epochs} epochs (validate's default), at `advisor validate`'s default cuts (the range of",
         "Gerace et al. 2023: after the first down-sampling to pre_logits). Times include computing the cached activations.",

@@ -6,7 +6,7 @@ Run:  .venv/bin/python benchmarks/validate_shared.py [--epochs 10] [--repeats 2]
 1. EfficientNet-Lite0 on pacs_art_painting (its own train / test splits) at the default cuts
    (after the first down-sampling to pre_logits), and ResNet-56-CIFAR on cifar10_small at act1,
    layer1, layer2, layer3 (its pre_logits is layer3 plus the average pool: the same run), with the
-   ``defrost`` protocol (Gerace et al. 2023), ``--repeats`` seeds each, via :func:`advisor.validate.validate`
+   ``defrost`` protocol (Gerace et al. 2023), ``--repeats`` seeds each, via :func:`advisor.validation.validate.validate`
    (cached in DuckDB under $ADVISOR_HOME, so a rerun only redoes what is missing).
 2. ``advisor layers`` on the training split with every label-based estimator: each one's
    recommended cut, and its distance (in cut positions) from the measured best cut; the weighted
@@ -38,10 +38,10 @@ def _same_as_pre_logits(model_id: str) -> str | None:
     defrost at that cut and at pre_logits train the same classifier on the same pooled features)."""
     import torch
 
-    from advisor.features import cut_names
-    from advisor.loading import build_model
-    from advisor.models import ResolveContext, resolve_model
-    from advisor.split import stages
+    from advisor.ranking.features import cut_names
+    from advisor.models.loading import build_model
+    from advisor.models.models import ResolveContext, resolve_model
+    from advisor.validation.split import stages
 
     loaded = build_model(resolve_model(model_id, ResolveContext(weights_dir=SHARED / "models", offline=True)))
     last = cut_names(loaded.module)[-2]
@@ -61,8 +61,8 @@ def main() -> None:
     import numpy as np
 
     from advisor.estimators import list_estimators
-    from advisor.layers import layers, recommend
-    from advisor.validate import ValidationResult, best_cut, plot_profiles, validate, weighted_tau
+    from advisor.ranking.layers import layers, recommend
+    from advisor.validation.validate import ValidationResult, best_cut, plot_profiles, validate, weighted_tau
 
     known = {e.name for e in list_estimators()}
     estimators = [e for e in ESTIMATORS if e in known]

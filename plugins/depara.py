@@ -1,20 +1,20 @@
 """Estimators ``depara``, ``depara-nodes``, ``depara-edges``: DEPARA graph similarity (Song et al. 2020).
 
 A cut's deep attribution graph has one node per probe image — the Gradient×Input attribution of
-‖F_k(x)‖² (eq. 3; :mod:`advisor.attributions`) — and edges = cosine similarities of the cut's
+‖F_k(x)‖² (eq. 3; :mod:`advisor.ranking.attributions`) — and edges = cosine similarities of the cut's
 features between images (eq. 4). Its similarity to the target reference's graph is
 s = mean node cosine + λ · Spearman(edges) (eq. 5); the layer to transfer is argmax_k s (eq. 6).
 ``depara`` uses λ = 1 (the paper's value with 10 % of the target data; 10 with 1 %). With
 ``--reference labels`` there are no reference attributions: only the edge term exists (the
 same-class graph), so ``depara`` = λ · Spearman and ``depara-nodes`` is skipped.
-Formulas: :mod:`advisor.depara`.
+Formulas: :mod:`advisor.numeric.depara`.
 
 Inputs: the cut's features [N, D], the reference [N, D'], attributions [N, P] (any real dtype, float64
-inside), N >= 4. Raises :class:`advisor.checks.EstimatorInputError` (a ValueError) for input the kit
+inside), N >= 4. Raises :class:`advisor.numeric.checks.EstimatorInputError` (a ValueError) for input the kit
 refuses, mismatched N or shapes, or a constant edge vector (all rows identical, a single class).
 """
 
-from advisor.depara import LAMBDA_10PCT, depara, depara_edges_only
+from advisor.numeric.depara import LAMBDA_10PCT, depara, depara_edges_only
 from advisor.errors import EstimatorSkipped
 from advisor.estimators import Estimator
 from advisor.hookspecs import hookimpl

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from advisor.checks import as_labelled, centred, class_means
+from advisor.numeric.checks import as_labelled, centred, class_means
 from advisor.estimators import Estimator
 from advisor.hookspecs import hookimpl
 
@@ -54,8 +54,8 @@ def gbc(features: np.ndarray, labels: np.ndarray, gaussian: str = "diagonal", pc
     Any real dtype (float64 inside). Not invariant to rescaling the features: the variance floor
     (1e-4) is absolute, as in the reference, so features of magnitude ~1e-2 and below look like
     identical classes. Identical class Gaussians (features with no variance included) give
-    every BC = 1, GBC = -C(C-1). Raises :class:`advisor.checks.EstimatorInputError` (a
-    ValueError) for input :func:`advisor.checks.as_labelled` refuses, ValueError for an unknown
+    every BC = 1, GBC = -C(C-1). Raises :class:`advisor.numeric.checks.EstimatorInputError` (a
+    ValueError) for input :func:`advisor.numeric.checks.as_labelled` refuses, ValueError for an unknown
     ``gaussian``.
     """
     if gaussian not in ("diagonal", "spherical"):

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from advisor.errors import AdvisorError
 from advisor.hookspecs import hookimpl
-from advisor.model_list import Offer, hub_cache_snapshots
-from advisor.models import ModelRef, ResolveContext, Resolved, file_fingerprint, hub_download_hint, missing_weights_error
+from advisor.models.model_list import Offer, hub_cache_snapshots
+from advisor.models.models import ModelRef, ResolveContext, Resolved, file_fingerprint, hub_download_hint, missing_weights_error
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from advisor.checks import as_labelled, centred, class_means, numerical_rank
+from advisor.numeric.checks import as_labelled, centred, class_means, numerical_rank
 from advisor.estimators import Estimator
 from advisor.hookspecs import hookimpl
 
@@ -23,7 +23,7 @@ from advisor.hookspecs import hookimpl
 def _spectrum(features, labels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Thin SVD of the centred features ``F_c = U S V^T`` (float64): the nonzero singular values ``s``
     [r], ``||P u_k||^2`` [r] (P replaces each row by its class mean, so ``P F_c`` holds E[f | y]), and
-    ``F_c`` [N, D] itself (constant columns exactly 0, :func:`advisor.checks.centred`: identical rows
+    ``F_c`` [N, D] itself (constant columns exactly 0, :func:`advisor.numeric.checks.centred`: identical rows
     have rank 0, not a rank of rounding noise).
 
     With covariances ``cov(f) = F_c^T F_c / N`` and ``cov(E[f|y]) = F_c^T P F_c / N`` both live in
@@ -51,8 +51,8 @@ def hscore(features: np.ndarray, labels: np.ndarray) -> float:
     ``C - 1`` whenever D >= N - 1 (the features fit any labelling, the over-fitting the shrinkage
     form addresses); features with no variance (all rows identical) give 0. Invariant to rescaling
     the features. Computed as ``sum_k ||P u_k||^2`` (see ``_spectrum``). Raises
-    :class:`advisor.checks.EstimatorInputError` (a ValueError) for input
-    :func:`advisor.checks.as_labelled` refuses.
+    :class:`advisor.numeric.checks.EstimatorInputError` (a ValueError) for input
+    :func:`advisor.numeric.checks.as_labelled` refuses.
     """
     _, pu2, _ = _spectrum(features, labels)
     return float(np.sum(pu2))

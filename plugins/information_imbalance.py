@@ -5,20 +5,20 @@ representation with the target network's by Δ(source → target) = 2/N² Σ_i r
 2022): how well neighbourhoods in the source space predict neighbourhoods in the target space.
 ``ii`` reports Δ(cut → reference) (lower is better: the cut carries the target's information),
 ``ii-reverse`` the other direction Δ(reference → cut). Above 2,000 probe points a seeded subset of
-2,000 is used (exact ranks need O(N²) work). Formula: :func:`advisor.similarity.information_imbalance`.
+2,000 is used (exact ranks need O(N²) work). Formula: :func:`advisor.numeric.similarity.information_imbalance`.
 """
 
-from advisor.checks import as_matrix, require_variance
+from advisor.numeric.checks import as_matrix, require_variance
 from advisor.estimators import Estimator
 from advisor.hookspecs import hookimpl
-from advisor.similarity import MIN_POINTS, information_imbalance
+from advisor.numeric.similarity import MIN_POINTS, information_imbalance
 
 MAX_POINTS = 2000
 
 
 def _informative(features):
-    """The cut's features as :func:`advisor.checks.as_matrix` gives them (float64 [N, D], N >= 4),
-    refused with :class:`advisor.checks.EstimatorInputError` when constant: a constant cut has no
+    """The cut's features as :func:`advisor.numeric.checks.as_matrix` gives them (float64 [N, D], N >= 4),
+    refused with :class:`advisor.numeric.checks.EstimatorInputError` when constant: a constant cut has no
     neighbourhoods, every rank would be a tie-break artefact, not a score. (A constant reference
     is scored: anything predicts it, Δ = 2/N.)"""
     X = as_matrix(features, "features", min_rows=MIN_POINTS)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from advisor.checks import as_labelled, unit_rows
+from advisor.numeric.checks import as_labelled, unit_rows
 from advisor.estimators import Estimator
 from advisor.hookspecs import hookimpl
 
@@ -17,8 +17,8 @@ def knn_accuracy(features: np.ndarray, labels: np.ndarray, k: int = 5) -> float:
     """Fraction of samples whose leave-one-out k-NN vote (cosine similarity) equals their label.
 
     ``features``: ``float[N, D]`` (any real dtype, N >= 2); ``labels``: ``[N]`` class ids (any values;
-    one class gives 1.0). Raises :class:`advisor.checks.EstimatorInputError` (a ValueError) for input
-    :func:`advisor.checks.as_labelled` refuses, ValueError for a ``k`` that is not a positive
+    one class gives 1.0). Raises :class:`advisor.numeric.checks.EstimatorInputError` (a ValueError) for input
+    :func:`advisor.numeric.checks.as_labelled` refuses, ValueError for a ``k`` that is not a positive
     integer. Invariant to rescaling the features (cosine). Rows are L2-normalised (a zero row
     stays zero: similarity 0 to everything); a sample is never its own neighbour. The prediction is
     the majority label among the ``min(k, N - 1)`` most similar samples; a tied vote goes to the

@@ -18,7 +18,7 @@ import warnings
 import numpy as np
 from scipy.special import softmax
 
-from advisor.checks import as_labels, as_labelled, as_matrix, centred
+from advisor.numeric.checks import as_labels, as_labelled, as_matrix, centred
 from advisor.estimators import Estimator
 from advisor.hookspecs import hookimpl
 
@@ -33,8 +33,8 @@ def leep_from_probabilities(theta: np.ndarray, labels: np.ndarray) -> float:
     Empirical joint ``P(y, z) = 1/N sum_i theta_z(x_i) [y_i = y]`` (eq. 1), conditional
     ``P(y | z) = P(y, z) / P(z)``, and ``LEEP = 1/N sum_i log sum_z P(y_i | z) theta_z(x_i)`` (eq. 2).
     ``labels``: [N] class ids (any values). Higher is better; 0 is the maximum (every label predicted
-    with certainty, a single class included). Raises :class:`advisor.checks.EstimatorInputError`
-    (a ValueError) for input :func:`advisor.checks.as_matrix` / :func:`advisor.checks.as_labels` refuse.
+    with certainty, a single class included). Raises :class:`advisor.numeric.checks.EstimatorInputError`
+    (a ValueError) for input :func:`advisor.numeric.checks.as_matrix` / :func:`advisor.numeric.checks.as_labels` refuse.
     """
     theta = as_matrix(theta, "theta")
     y, counts = as_labels(labels, theta.shape[0])
@@ -59,8 +59,8 @@ def nce(logits: np.ndarray, labels: np.ndarray) -> float:
     ``logits``: float[N, C_s]; ``labels``: [N]. With the empirical joint ``P(y, z)`` of the pairs
     ``(y_i, z_i)``, ``H(Y | Z) = -sum_{y,z} P(y, z) log (P(y, z) / P(z))``. Higher is better; 0 when
     the source's hard prediction determines the target label. The features play no part.
-    Raises :class:`advisor.checks.EstimatorInputError` (a ValueError) for input
-    :func:`advisor.checks.as_matrix` / :func:`advisor.checks.as_labels` refuse.
+    Raises :class:`advisor.numeric.checks.EstimatorInputError` (a ValueError) for input
+    :func:`advisor.numeric.checks.as_matrix` / :func:`advisor.numeric.checks.as_labels` refuse.
     """
     logits = as_matrix(logits, "logits")
     y, counts = as_labels(labels, logits.shape[0])
@@ -84,8 +84,8 @@ def nleep(features: np.ndarray, labels: np.ndarray, n_components: int | None = N
 
     Any real dtype (float64 inside). Not invariant to rescaling the features: the mixture's
     covariance floor (scikit-learn's ``reg_covar = 1e-6``) is absolute, so features of magnitude
-    ~1e-2 and below merge towards one component. Raises :class:`advisor.checks.EstimatorInputError`
-    (a ValueError) for input :func:`advisor.checks.as_labelled` refuses.
+    ~1e-2 and below merge towards one component. Raises :class:`advisor.numeric.checks.EstimatorInputError`
+    (a ValueError) for input :func:`advisor.numeric.checks.as_labelled` refuses.
     """
     F, y, counts = as_labelled(features, labels, min_classes=1)
     n = F.shape[0]

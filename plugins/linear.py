@@ -10,7 +10,7 @@ import warnings
 
 import numpy as np
 
-from advisor.checks import EstimatorInputError, as_labelled
+from advisor.numeric.checks import EstimatorInputError, as_labelled
 from advisor.estimators import Estimator
 from advisor.hookspecs import hookimpl
 
@@ -29,8 +29,8 @@ def linear_probe_accuracy(features: np.ndarray, labels: np.ndarray, folds: int =
     short of convergence still counts).
 
     Any real dtype (float64 inside); invariant to rescaling the features (standardised). Raises
-    :class:`advisor.checks.EstimatorInputError` (a ValueError) for input
-    :func:`advisor.checks.as_labelled` refuses and when a class has fewer than 2 examples.
+    :class:`advisor.numeric.checks.EstimatorInputError` (a ValueError) for input
+    :func:`advisor.numeric.checks.as_labelled` refuses and when a class has fewer than 2 examples.
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_score

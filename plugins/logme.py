@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from advisor.checks import as_labelled, numerical_rank
+from advisor.numeric.checks import as_labelled, numerical_rank
 from advisor.estimators import Estimator
 from advisor.hookspecs import hookimpl
 
@@ -28,8 +28,8 @@ def logme(features: np.ndarray, labels: np.ndarray) -> float:
 
     ``features``: ``float[N, D]`` (any real dtype; float64 inside, so float32 and float64 input
     score the same); ``labels``: ``[N]`` class ids (any values; each distinct value is a class).
-    Raises :class:`advisor.checks.EstimatorInputError` (a ValueError) for input
-    :func:`advisor.checks.as_labelled` refuses. For each class ``c`` the target is the indicator
+    Raises :class:`advisor.numeric.checks.EstimatorInputError` (a ValueError) for input
+    :func:`advisor.numeric.checks.as_labelled` refuses. For each class ``c`` the target is the indicator
     ``y = [labels == c]`` (float64, [N]) and the model is ``y ~ N(F w, 1/beta)``,
     ``w ~ N(0, 1/alpha)``. Its log evidence (paper eq. 2)
 

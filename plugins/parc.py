@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import rankdata
 
-from advisor.checks import as_labelled, centred, unit_rows
+from advisor.numeric.checks import as_labelled, centred, unit_rows
 from advisor.estimators import Estimator
 from advisor.hookspecs import hookimpl
 
@@ -41,8 +41,8 @@ def parc(features: np.ndarray, labels: np.ndarray, pca_dims: int | None = PCA_DI
     standardised). Known limitation, kept so that scores stay comparable: when the centred
     features have rank below ``min(32, N, D)`` (N <= 32 images, constant or duplicated columns),
     the PCA components past the rank are rounding noise and the standardisation gives them unit
-    variance like the others (at N = 30, D = 80: -0.038 instead of -0.060 without them). Raises :class:`advisor.checks.EstimatorInputError` (a ValueError) for input
-    :func:`advisor.checks.as_labelled` refuses (here N >= 3).
+    variance like the others (at N = 30, D = 80: -0.038 instead of -0.060 without them). Raises :class:`advisor.numeric.checks.EstimatorInputError` (a ValueError) for input
+    :func:`advisor.numeric.checks.as_labelled` refuses (here N >= 3).
     """
     F, y, _ = as_labelled(features, labels, min_rows=3, what="PARC")
     n = F.shape[0]

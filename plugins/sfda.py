@@ -30,7 +30,7 @@ import numpy as np
 import scipy.linalg
 from scipy.special import softmax
 
-from advisor.checks import as_labelled, centred, class_means
+from advisor.numeric.checks import as_labelled, centred, class_means
 from advisor.estimators import Estimator
 from advisor.hookspecs import hookimpl
 
@@ -161,8 +161,8 @@ def sfda(features: np.ndarray, labels: np.ndarray) -> float:
 
     ``features``: float[N, D] (any real dtype; float64 inside, centred: the Fisher classifier and
     ConfMix are translation-equivariant, so this only avoids cancellation); ``labels``: [N] with
-    >= 2 classes. Raises :class:`advisor.checks.EstimatorInputError` (a ValueError) for input
-    :func:`advisor.checks.as_labelled` refuses. Not invariant to rescaling the features: the
+    >= 2 classes. Raises :class:`advisor.numeric.checks.EstimatorInputError` (a ValueError) for input
+    :func:`advisor.numeric.checks.as_labelled` refuses. Not invariant to rescaling the features: the
     paper's shrinkage ``exp(-a sigma_max(S_W))`` depends on their scale (it can only decide while the
     largest within-class variance is below ~5; beyond, it sits at its 1e-10 floor and the
     scale-free Ledoit-Wolf term decides).

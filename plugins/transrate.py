@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from advisor.checks import as_labelled, centred
+from advisor.numeric.checks import as_labelled, centred
 from advisor.estimators import Estimator
 from advisor.hookspecs import hookimpl
 
@@ -38,8 +38,8 @@ def transrate(features: np.ndarray, labels: np.ndarray, eps: float = EPS) -> flo
 
     Any real dtype (float64 inside). Not invariant to rescaling the features: the distortion
     ``eps`` is absolute, as in the paper (features much smaller than sqrt(eps) = 1e-2 score ~0). Raises
-    :class:`advisor.checks.EstimatorInputError` (a ValueError) for input
-    :func:`advisor.checks.as_labelled` refuses.
+    :class:`advisor.numeric.checks.EstimatorInputError` (a ValueError) for input
+    :func:`advisor.numeric.checks.as_labelled` refuses.
     """
     Z, y, counts = as_labelled(features, labels, min_classes=1)
     Z = centred(Z)

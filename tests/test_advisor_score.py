@@ -1,4 +1,4 @@
-"""advisor-score: the evidence-chosen default ordering of ``advisor rank`` (advisor.advisor_score)."""
+"""advisor-score: the evidence-chosen default ordering of ``advisor rank`` (advisor.ranking.advisor_score)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from conftest import file_id
 
 import advisor
-from advisor import advisor_score as ascore
+from advisor.ranking import advisor_score as ascore
 from advisor.errors import AdvisorError
 from advisor.estimators import get_estimator
 

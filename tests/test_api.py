@@ -1,5 +1,5 @@
 """The Python API in the manner of scikit-learn / timm: RankResult (best, top, len, repr, to_frame),
-callable estimators, advisor.validate / layers / domain as functions, and plugin origins as
+callable estimators, advisor.validation.validate / layers / domain as functions, and plugin origins as
 "package version" everywhere."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from conftest import blobs, file_id
 
 import advisor
 from advisor.errors import AdvisorError, EstimatorSkipped
-from advisor.probe import Probe
-from advisor.ranking import RankResult
+from advisor.data.probe import Probe
+from advisor.ranking.ranking import RankResult
 
 
 def _row(model, est, score, rank, cut="pre_logits", hib=True):
@@ -85,15 +85,15 @@ def test_estimators_are_callable_with_the_documented_signature():
 
 
 def test_validate_layers_and_domain_are_functions_and_the_modules_still_work():
-    for fn in (advisor.rank, advisor.layers, advisor.validate, advisor.domain):
+    for fn in (advisor.rank, advisor.ranking.layers, advisor.validation.validate, advisor.domain.domain):
         assert callable(fn)
-    assert "spec" in inspect.signature(advisor.validate).parameters and "top" in inspect.signature(advisor.validate).parameters
-    assert "source" in inspect.signature(advisor.domain).parameters
+    assert "spec" in inspect.signature(advisor.validation.validate).parameters and "top" in inspect.signature(advisor.validation.validate).parameters
+    assert "source" in inspect.signature(advisor.domain.domain).parameters
     assert {"validate", "layers", "domain", "rank", "RankResult"} <= set(advisor.__all__)
     # the modules keep their contents: `from advisor import domain` (the CLI's, the benchmarks') and
-    # `from advisor.validate import ...` work as before
-    from advisor import domain
-    from advisor.validate import train_val_split
+    # `from advisor.validation.validate import ...` work as before
+    from advisor.domain import domain
+    from advisor.validation.validate import train_val_split
 
     assert callable(domain.analyse) and callable(train_val_split)
     with pytest.raises(AdvisorError, match="nothing to validate"):

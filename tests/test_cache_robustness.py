@@ -18,7 +18,7 @@ import pytest
 from conftest import REPO, file_id
 from test_cli_robustness import _rank_process, assert_usage_error, one_line
 
-from advisor import cache
+from advisor.store import cache
 
 
 def _fill_cache(rows: int = 24, kb: int = 128) -> None:
@@ -82,7 +82,7 @@ def test_damaged_write_ahead_log(run_cli, advisor_home):
     db = advisor_home / "advisor.duckdb"
     code = textwrap.dedent(f"""
         import os, duckdb
-        from advisor import cache
+        from advisor.store import cache
         with cache.transaction():
             pass
         con = duckdb.connect(str(cache.cache_path()))
@@ -187,7 +187,7 @@ def test_cache_clear_waits_for_a_running_command_then_deletes(run_cli, advisor_h
         pass
     holder = textwrap.dedent("""
         import sys, time
-        from advisor import cache
+        from advisor.store import cache
         with cache.session():
             with cache.connect(read_only=True):
                 pass

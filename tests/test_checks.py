@@ -1,9 +1,9 @@
-"""advisor.checks, the estimators' input-check kit: what it accepts, what it refuses and how."""
+"""advisor.numeric.checks, the estimators' input-check kit: what it accepts, what it refuses and how."""
 
 import numpy as np
 import pytest
 
-from advisor.checks import (
+from advisor.numeric.checks import (
     EstimatorInputError,
     as_labelled,
     as_labels,

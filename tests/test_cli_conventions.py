@@ -226,13 +226,13 @@ def test_top_below_one_is_one_line(run_cli, image_folder, two_models, advisor_ho
 
 
 class Recorder:
-    """An advisor.ranking.Progress that records what the library reports."""
+    """An advisor.ranking.ranking.Progress that records what the library reports."""
 
     def __init__(self):
         self.events = []
 
     def callbacks(self):
-        from advisor.ranking import Progress
+        from advisor.ranking.ranking import Progress
 
         return Progress(start_model=lambda label, total: self.events.append(("start", label, total)),
                         advance=lambda n: self.events.append(("advance", n)),
@@ -288,7 +288,7 @@ def test_rank_reports_extraction_and_depara_attributions(image_folder, two_model
 
 
 def test_validate_reports_one_step_per_fine_tune(image_folder, tiny_weights):
-    from advisor.validate import validate
+    from advisor.validation.validate import validate
 
     model = file_id(tiny_weights["test_resnet"], "test_resnet")
     rec = Recorder()
@@ -299,7 +299,7 @@ def test_validate_reports_one_step_per_fine_tune(image_folder, tiny_weights):
 
 
 def test_domain_features_report_each_image(image_folder):
-    from advisor.domain import probe_features
+    from advisor.domain.domain import probe_features
 
     rec = Recorder()
     X, n_total, _ = probe_features(str(image_folder), max_images=None, progress=rec.callbacks())
@@ -327,7 +327,7 @@ def test_bench_log_lines_drive_the_bar(monkeypatch):
 
 @pytest.fixture
 def counted_scores(monkeypatch):
-    import advisor.ranking as ranking
+    import advisor.ranking.ranking as ranking
 
     calls = []
     real = ranking.safe_score
@@ -431,7 +431,7 @@ def test_cache_clear_rows_asks_first(run_cli, image_folder, two_models, monkeypa
 
 def test_cache_clear_rows_is_one_transaction(run_cli, image_folder, two_models, monkeypatch):
     """A failure after some tables were cleared leaves every row in place."""
-    from advisor import cache
+    from advisor.store import cache
 
     assert _rank(run_cli, image_folder, two_models)[0] == 0
     before = _counts(run_cli)

@@ -218,7 +218,7 @@ def test_layers_plot_works_and_comes_after_the_results(run_cli, tmp_path, image_
 def test_layers_plot_failing_at_the_end_keeps_the_results(run_cli, tmp_path, image_folder, tiny_weights, monkeypatch):
     import importlib
 
-    layers_module = importlib.import_module("advisor.layers")  # `advisor.layers` is also the API function
+    layers_module = importlib.import_module("advisor.ranking.layers")  # `advisor.ranking.layers` is also the API function
 
     def full_disk(*a, **k):
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x.png"))
@@ -244,9 +244,9 @@ def _raise(exc):
 
 
 def test_unexpected_exception_is_one_internal_error_line(run_cli, image_folder, monkeypatch):
-    import advisor.ranking
+    import advisor.ranking.ranking
 
-    monkeypatch.setattr(advisor.ranking, "rank", _raise(ValueError("boom\nsecond line")))
+    monkeypatch.setattr(advisor.ranking.ranking, "rank", _raise(ValueError("boom\nsecond line")))
     code, _, err = run_cli("rank", str(image_folder))
     assert code == 1
     line = one_line(err)
@@ -255,9 +255,9 @@ def test_unexpected_exception_is_one_internal_error_line(run_cli, image_folder, 
 
 @pytest.mark.parametrize("how", ["global", "anywhere", "env"])
 def test_debug_shows_the_traceback_and_still_exits_1(run_cli, image_folder, monkeypatch, how):
-    import advisor.ranking
+    import advisor.ranking.ranking
 
-    monkeypatch.setattr(advisor.ranking, "rank", _raise(ValueError("boom")))
+    monkeypatch.setattr(advisor.ranking.ranking, "rank", _raise(ValueError("boom")))
     argv = ["rank", str(image_folder)]
     if how == "global":
         argv = ["--debug", *argv]
@@ -281,9 +281,9 @@ def test_debug_does_not_change_user_errors(run_cli, tmp_path):
     (FileNotFoundError(errno.ENOENT, "No such file or directory", "/x/y.png"), "/x/y.png"),
 ])
 def test_environment_failures_are_one_line_exit_2(run_cli, image_folder, monkeypatch, exc, words):
-    import advisor.ranking
+    import advisor.ranking.ranking
 
-    monkeypatch.setattr(advisor.ranking, "rank", _raise(exc))
+    monkeypatch.setattr(advisor.ranking.ranking, "rank", _raise(exc))
     line = assert_usage_error(run_cli("rank", str(image_folder)))
     assert words in line
 
@@ -311,9 +311,9 @@ def test_no_arguments_shows_help(run_cli):
 
 def test_keyboard_interrupt_in_a_command_exits_130_in_one_line(run_cli, image_folder, monkeypatch):
     """Typer's runner turned KeyboardInterrupt into a *returned* 130 that main() dropped: exit 0."""
-    import advisor.ranking
+    import advisor.ranking.ranking
 
-    monkeypatch.setattr(advisor.ranking, "rank", _raise(KeyboardInterrupt()))
+    monkeypatch.setattr(advisor.ranking.ranking, "rank", _raise(KeyboardInterrupt()))
     code, out, err = run_cli("rank", str(image_folder))
     assert code == 130 and one_line(err) == INTERRUPTED and out == ""
 
@@ -383,7 +383,7 @@ def test_ctrl_c_during_rank_exits_130_and_a_rerun_resumes(tmp_path, tiny_weights
 def test_declining_cache_clear_deletes_nothing_and_exits_1(run_cli, advisor_home, monkeypatch):
     import io
 
-    from advisor import cache
+    from advisor.store import cache
 
     with cache.transaction():
         pass
@@ -399,7 +399,7 @@ def test_declining_cache_clear_deletes_nothing_and_exits_1(run_cli, advisor_home
 
 
 def test_ctrl_c_at_cache_clear_prompt_is_an_interrupt_and_deletes_nothing(run_cli, advisor_home, monkeypatch):
-    from advisor import cache
+    from advisor.store import cache
 
     with cache.transaction():
         pass

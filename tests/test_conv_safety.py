@@ -1,4 +1,4 @@
-"""advisor.conv_safety: 1x1 strided convs routed around oneDNN's channels-last backward crash.
+"""advisor.models.conv_safety: 1x1 strided convs routed around oneDNN's channels-last backward crash.
 
 The crashing backward pass only ever runs in a subprocess (unguarded it kills the interpreter);
 in-process tests use forward passes and guarded layers only."""
@@ -16,7 +16,7 @@ import pytest
 torch = pytest.importorskip("torch")
 nn = torch.nn
 
-from advisor.conv_safety import STANDARD_LAYOUT, SUBSAMPLE, guard_channels_last, guarded_layers  # noqa: E402
+from advisor.models.conv_safety import STANDARD_LAYOUT, SUBSAMPLE, guard_channels_last, guarded_layers  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 TOL = 1e-4  # float32 vs float64, relative to the largest reference value
@@ -28,7 +28,7 @@ TOL = 1e-4  # float32 vs float64, relative to the largest reference value
 CHILD = textwrap.dedent("""
     import copy, json, torch
     from torch import nn
-    from advisor.conv_safety import guard_channels_last
+    from advisor.models.conv_safety import guard_channels_last
     torch.set_num_threads(1)
 
     def rel(a, b):

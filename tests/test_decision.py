@@ -1,4 +1,4 @@
-"""The decision that ends `advisor rank` / `advisor layers` (advisor.decision): what freezing at a cut
+"""The decision that ends `advisor rank` / `advisor layers` (advisor.ranking.decision): what freezing at a cut
 means on a real model, how sure the pick is, estimator disagreement, domain forecast vs layers, and the
 `--snippet` code, which is run for one epoch in a subprocess."""
 
@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from conftest import SHARED, needs_shared
 
-from advisor import decision
-from advisor.probe import Probe
+from advisor.ranking import decision
+from advisor.data.probe import Probe
 
 WEIGHTS = SHARED / "models"
 # resnet20_cifar10 (He et al. 2016, n = 3): parameters frozen when freezing up to each cut, by hand:
@@ -64,7 +64,7 @@ def test_half_samples_are_stratified_and_seeded():
 
 
 class _MF:
-    """The part of a ranked model (advisor.ranking.ModelFeatures) the half-samples read."""
+    """The part of a ranked model (advisor.ranking.ranking.ModelFeatures) the half-samples read."""
 
     def __init__(self, name, feats):
         from types import SimpleNamespace
@@ -131,7 +131,7 @@ def test_domain_vs_layers_conflict_names_the_evidence_and_prefers_one():
 
 
 def test_training_rates_come_from_the_finetune_rule():
-    from advisor.finetune import decay_epochs_for
+    from advisor.validation.finetune import decay_epochs_for
 
     p = decision.training_protocol(25, "layer2")
     assert (p.lr, p.lr_transferred, p.decay_epochs, p.freeze) == (0.01, 0.001, decay_epochs_for(25), "layer2")
@@ -157,7 +157,7 @@ def tiny_probe(tmp_path) -> Path:
 
 @pytest.fixture
 def resnet20():
-    from advisor.models import ResolveContext, resolve_model
+    from advisor.models.models import ResolveContext, resolve_model
 
     return resolve_model("resnet20_cifar10", ResolveContext(weights_dir=WEIGHTS, offline=True))
 
@@ -181,7 +181,7 @@ def test_freezing_text_and_counts_on_resnet20(resnet20):
 def test_snippet_loads_the_same_weights_as_advisor(resnet20, tmp_path):
     import torch
 
-    from advisor.loading import build_model
+    from advisor.models.loading import build_model
 
     a = decision.model_anatomy(resnet20, num_classes=2)
     code = decision.snippet(a, "layer2", decision.training_protocol(10, "layer2"), probe=str(tmp_path), split="train",

@@ -1,4 +1,4 @@
-"""DEPARA (Song et al. 2020): attribution nodes (advisor.attributions) and graph similarity (advisor.depara)."""
+"""DEPARA (Song et al. 2020): attribution nodes (advisor.ranking.attributions) and graph similarity (advisor.numeric.depara)."""
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from advisor.depara import depara, depara_edges_only, edges, label_edges
+from advisor.numeric.depara import depara, depara_edges_only, edges, label_edges
 
 torch = pytest.importorskip("torch")
 timm = pytest.importorskip("timm")
 
-from advisor.attributions import cut_attributions, probe_attributions
-from advisor.features import cut_names
+from advisor.ranking.attributions import cut_attributions, probe_attributions
+from advisor.ranking.features import cut_names
 
 GRID = 4
 
@@ -41,7 +41,7 @@ def attrs(model, images):
 
 
 def _pooled_features(module, x):
-    from advisor.features import forward_all_cuts
+    from advisor.ranking.features import forward_all_cuts
 
     with torch.inference_mode():
         pooled, _ = forward_all_cuts(module, x)

@@ -1,4 +1,4 @@
-"""advisor.domain (Chen et al. 2022 domain gap / width / eq. 3) and `advisor domain`: the math against
+"""advisor.domain.domain (Chen et al. 2022 domain gap / width / eq. 3) and `advisor domain`: the math against
 hand-computed or independent facts, bad inputs as one-line errors, and the shared data sets."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import SHARED, assert_one_line_error, write_images
 
-from advisor import domain
+from advisor.domain import domain
 
 DATA = SHARED / "data"
 needs_data = pytest.mark.skipif(not (DATA / "imagenet_sample").is_dir(), reason="../shared/data is absent")

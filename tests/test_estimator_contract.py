@@ -2,7 +2,7 @@
 
 On degenerate features -- more dimensions than images, constant columns, duplicated rows, all rows
 identical, two images per class, float32, features scaled by 1e6 -- an estimator returns a finite
-float or raises the documented error (:class:`advisor.checks.EstimatorInputError`, or :class:`advisor.EstimatorSkipped`
+float or raises the documented error (:class:`advisor.numeric.checks.EstimatorInputError`, or :class:`advisor.EstimatorSkipped`
 for an absent input): never NaN or inf, another exception, or a warning. float32 input scores the
 same as the same numbers in float64, and where the estimator's docstring says it is invariant to
 rescaling the features, multiplying them by 1e6 changes nothing beyond rounding; where it says
@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 import advisor
-from advisor.checks import EstimatorInputError
+from advisor.numeric.checks import EstimatorInputError
 from advisor.errors import EstimatorSkipped
 from advisor.estimators import list_estimators
 

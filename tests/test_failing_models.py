@@ -14,7 +14,7 @@ import pytest
 from conftest import file_id
 
 import advisor
-from advisor import cache
+from advisor.store import cache
 from advisor.errors import AdvisorError
 
 
@@ -34,7 +34,7 @@ def odd_weights(tmp_path_factory):
     import torch
     from safetensors.torch import save_file
 
-    from advisor.loading import register_plugin_architectures
+    from advisor.models.loading import register_plugin_architectures
 
     register_plugin_architectures()
     torch.manual_seed(0)
@@ -119,21 +119,21 @@ def test_a_single_failing_model_is_its_own_error(image_folder, run_cli, advisor_
 
 def test_a_crash_inside_one_model_fails_its_row(image_folder, tiny_weights, monkeypatch):
     """An unexpected exception in one model's forward pass (a library bug, an odd architecture)."""
-    import advisor.features
+    import advisor.ranking.features
 
-    real = advisor.features.extract
+    real = advisor.ranking.features.extract
 
     def crashes_for_resnet(model, *a, **k):
         if model.resolved.arch == "test_resnet":
             raise RuntimeError("mat1 and mat2 shapes cannot be multiplied (1x3 and 5x2)")
         return real(model, *a, **k)
 
-    monkeypatch.setattr(advisor.features, "extract", crashes_for_resnet)
+    monkeypatch.setattr(advisor.ranking.features, "extract", crashes_for_resnet)
     models = [file_id(tiny_weights["test_resnet"], "test_resnet"), file_id(tiny_weights["test_efficientnet"], "test_efficientnet")]
     result = advisor.rank(str(image_folder), models, ["logme"], img_size=32)
     assert result.failed == {models[0]: f"model '{models[0]}' failed: RuntimeError: mat1 and mat2 shapes cannot be multiplied (1x3 and 5x2)"}
     assert _rows(result)[models[1]]["rank"] == 1
-    monkeypatch.setattr(advisor.features, "extract", real)  # the fix: a rerun ranks both, the good one from the cache
+    monkeypatch.setattr(advisor.ranking.features, "extract", real)  # the fix: a rerun ranks both, the good one from the cache
     again = advisor.rank(str(image_folder), models, ["logme"], img_size=32)
     assert not again.failed and _rows(again)[models[1]]["cached"] and not _rows(again)[models[0]]["cached"]
 
@@ -217,8 +217,8 @@ def test_vit_at_another_img_size_gets_resampled_position_embeddings(tiny_weights
     from safetensors.torch import load_file
     from timm.layers import resample_abs_pos_embed
 
-    from advisor.loading import build_model
-    from advisor.models import resolve_model
+    from advisor.models.loading import build_model
+    from advisor.models.models import resolve_model
 
     vit = file_id(tiny_weights["test_vit"], "test_vit")
     loaded = build_model(resolve_model(vit), img_size=64)
@@ -279,7 +279,7 @@ def test_ids_that_are_not_model_ids_are_refused_with_a_hint(model_id, message, i
 
 
 def test_a_bare_path_on_disk_is_refused_with_the_right_prefix(tmp_path, tiny_weights, run_cli, image_folder):
-    from advisor.models import resolve_model
+    from advisor.models.models import resolve_model
 
     weights = str(tiny_weights["test_resnet"])
     with pytest.raises(AdvisorError, match=f"say what it is: a weights file is file:{weights}\\?arch=NAME"):
@@ -295,7 +295,7 @@ def test_a_bare_path_on_disk_is_refused_with_the_right_prefix(tmp_path, tiny_wei
 
 
 def test_a_bare_word_that_is_also_a_file_here_is_still_a_model_name(tmp_path, monkeypatch):
-    from advisor.models import parse_model_id
+    from advisor.models.models import parse_model_id
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "resnet18").mkdir()

@@ -10,9 +10,9 @@ import pytest
 from conftest import assert_one_line_error, file_id
 
 import advisor
-import advisor.repro
+import advisor.store.repro
 from advisor.errors import AdvisorError
-from advisor.label_free import LABEL_FREE_ESTIMATORS, check_scored
+from advisor.data.label_free import LABEL_FREE_ESTIMATORS, check_scored
 
 
 @pytest.fixture
@@ -76,7 +76,7 @@ def test_nothing_scored_on_any_model_exits_2(run_cli, image_folder, ids):
     last = err.strip().splitlines()[-1]
     assert code == 2 and out == "" and "Traceback" not in err
     assert last.startswith("error: no estimator could score any model: depara-nodes needs reference attributions") and "--reference model:<id>" in last
-    assert advisor.repro.list_runs(1)[0]["status"].startswith("failed")
+    assert advisor.store.repro.list_runs(1)[0]["status"].startswith("failed")
 
 
 def test_every_estimator_skipped_everywhere_is_an_error_not_an_empty_table():

@@ -6,7 +6,7 @@ import pytest
 from conftest import file_id
 
 import advisor
-from advisor.layers import recommend, tolerance
+from advisor.ranking.layers import recommend, tolerance
 
 CUTS = ["a", "b", "c", "d"]
 

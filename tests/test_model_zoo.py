@@ -24,7 +24,7 @@ def _arch(name: str, **kwargs):
     import timm
     import torch
 
-    from advisor.loading import register_plugin_architectures
+    from advisor.models.loading import register_plugin_architectures
 
     register_plugin_architectures()
     torch.manual_seed(0)
@@ -32,8 +32,8 @@ def _arch(name: str, **kwargs):
 
 
 def _loaded(model_id: str, img_size: int | None = None):
-    from advisor.loading import build_model
-    from advisor.models import ResolveContext, resolve_model
+    from advisor.models.loading import build_model
+    from advisor.models.models import ResolveContext, resolve_model
 
     return build_model(resolve_model(model_id, ResolveContext(weights_dir=MODELS, offline=True)), img_size=img_size)
 
@@ -42,7 +42,7 @@ def _predict(model_id: str, images) -> np.ndarray:
     """Class probabilities ``float[N, C]`` of a catalog model on PIL images, in its own preprocessing."""
     import torch
 
-    from advisor.features import image_transform
+    from advisor.ranking.features import image_transform
 
     lm = _loaded(model_id)
     tf = image_transform(lm.data_config)
@@ -57,8 +57,8 @@ def _predict(model_id: str, images) -> np.ndarray:
 def test_feature_api_cuts_logits_and_stage_split(name):
     import torch
 
-    from advisor.features import cut_names, forward_all_cuts
-    from advisor.split import stages
+    from advisor.ranking.features import cut_names, forward_all_cuts
+    from advisor.validation.split import stages
 
     model = _arch(name)
     size = model.pretrained_cfg["input_size"]
@@ -125,7 +125,7 @@ def test_flat_sequential_keys_map_onto_features_and_classifier():
 def test_grey_models_get_luma_and_colour_models_get_replicated_grey():
     from PIL import Image
 
-    from advisor.features import image_transform
+    from advisor.ranking.features import image_transform
 
     red = Image.new("RGB", (28, 28), (200, 0, 0))
     grey_cfg = {"input_size": (1, 28, 28), "mean": (0.0,), "std": (1.0,), "crop_pct": 1.0}
@@ -140,7 +140,7 @@ def test_grey_models_get_luma_and_colour_models_get_replicated_grey():
 def test_raw_pixel_preprocessing_is_mean_0_std_1_over_255():
     from PIL import Image
 
-    from advisor.features import image_transform
+    from advisor.ranking.features import image_transform
     from advisor.plugins.small_archs import CFGS
 
     t = image_transform(CFGS["keras_cifar10_cnn"])(Image.new("RGB", (32, 32), (200, 7, 255)))
@@ -149,8 +149,8 @@ def test_raw_pixel_preprocessing_is_mean_0_std_1_over_255():
 
 def test_model_with_other_channel_count_is_refused_in_one_line():
     from advisor.errors import AdvisorError
-    from advisor.loading import native_data_config
-    from advisor.models import ModelRef, Resolved
+    from advisor.models.loading import native_data_config
+    from advisor.models.models import ModelRef, Resolved
 
     model = _arch("ccexam_svhn_cnn", in_chans=4)
     with pytest.raises(AdvisorError, match="expects 4 input channels"):
@@ -165,7 +165,7 @@ def test_model_with_other_channel_count_is_refused_in_one_line():
 def test_loads_strictly_every_tensor_used(model_id):
     from safetensors import safe_open
 
-    from advisor.models import ResolveContext, resolve_model
+    from advisor.models.models import ResolveContext, resolve_model
 
     lm = _loaded(model_id)
     resolved = resolve_model(model_id, ResolveContext(weights_dir=MODELS, offline=True))
@@ -193,8 +193,8 @@ def test_kerascnn_cifar10_reproduces_its_source_accuracy():
     """Source: 75.4 % on cifar10_small/test with raw 0-255 input (and the ReLU on its logits)."""
     import torch
 
-    from advisor.features import probe_batches
-    from advisor.probe import load_probe
+    from advisor.ranking.features import probe_batches
+    from advisor.data.probe import load_probe
 
     probe = load_probe(str(SHARED / "data" / "cifar10_small"), split="test")
     lm = _loaded("kerascnn_cifar10")
@@ -292,8 +292,8 @@ def test_in_chans_adapts_the_first_conv_like_timm(tmp_path):
     adapt_input_conv on the first convolution, and is fed that many channels."""
     import torch
 
-    from advisor.loading import build_model
-    from advisor.models import ResolveContext, resolve_model
+    from advisor.models.loading import build_model
+    from advisor.models.models import ResolveContext, resolve_model
 
     ctx = ResolveContext(offline=True)
     rgb = build_model(resolve_model(f"file:{MODELS / 'ccexam_mnist.safetensors'}?arch=ccexam_mnist_cnn&in_chans=3", ctx))
@@ -335,7 +335,7 @@ def test_rank_layers_and_validate_run_on_the_small_models(run_cli, tmp_path):
     assert code == 0, err
     assert [c["cut"] for c in json.loads(out)["cuts"]][:2] == ["stem", "blocks.0"]
     # cut `stem` trains blocks.0, whose 1x1 stride-2 shortcut conv crashes oneDNN's NHWC backward
-    # unguarded (advisor.conv_safety); this runs it through the product
+    # unguarded (advisor.models.conv_safety); this runs it through the product
     code, out, err = run_cli("validate", "builtin:digits", "--max-images", "60", "--weights-dir", str(MODELS),
                              "--models", "mini_xception_fer2013", "--cuts", "stem,pre_logits", "--epochs", "1", "--json")
     assert code == 0, err

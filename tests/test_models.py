@@ -6,8 +6,8 @@ from conftest import SHARED, needs_shared
 
 import advisor
 from advisor import AdvisorError, resolve_model
-from advisor.loading import build_model
-from advisor.models import ResolveContext, parse_model_id
+from advisor.models.loading import build_model
+from advisor.models.models import ResolveContext, parse_model_id
 from advisor.plugins.file_models import parse_file_id
 
 
@@ -160,7 +160,7 @@ class MockSource:
         self.weights = weights
 
     def resolve(self, ref, ctx):
-        from advisor.models import Resolved, file_fingerprint
+        from advisor.models.models import Resolved, file_fingerprint
 
         return Resolved(ref=ref, arch="test_resnet", kwargs={"num_classes": 5}, weights=self.weights,
                         weights_from="mock", fingerprint=file_fingerprint("mock", ref.name, path=self.weights))

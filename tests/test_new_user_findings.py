@@ -16,7 +16,7 @@ from tests.conftest import assert_one_line_error, file_id, write_images
 
 def test_validate_cap_near_the_training_size_and_below_the_classes(tmp_path, run_cli, tiny_weights):
     """--max-images just under the training part used to be an internal error from scikit-learn."""
-    from advisor.validate import _stratified_take
+    from advisor.validation.validate import _stratified_take
 
     labels = np.repeat(np.arange(10), 5)  # 50 images, 10 classes
     keep = _stratified_take(labels, 45, 0)  # 5 left over < 10 classes: sklearn refuses, the quota rule serves
@@ -77,7 +77,7 @@ def test_nan_weights_fail_their_model_and_store_nothing(tmp_path, run_cli, image
     bad = tmp_path / "nan.safetensors"
     save_file(sd, str(bad))
     assert_one_line_error(run_cli("rank", str(image_folder), "--models", file_id(bad, "test_resnet"), "-e", "knn"), "non-finite features")
-    from advisor import cache
+    from advisor.store import cache
 
     with cache.connect(read_only=True) as con:
         assert con.execute("SELECT count(*) FROM features").fetchone()[0] == 0

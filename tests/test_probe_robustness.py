@@ -12,7 +12,7 @@ from conftest import assert_one_line_error, write_images
 from PIL import Image
 
 from advisor import AdvisorError, load_probe
-from advisor.probe import DECODE_SIDE, open_image, pixels_to_uint8
+from advisor.data.probe import DECODE_SIDE, open_image, pixels_to_uint8
 
 
 @pytest.fixture
@@ -144,7 +144,7 @@ def test_float_tiff_in_unit_range_is_scaled(tmp_path):
 def test_ambiguous_file_pixels_are_skipped_with_the_reason(tmp_path, name, arr, message):
     """An image whose pixels have no unambiguous meaning is treated like a corrupt file: skipped,
     counted, and the reason shown — never scored as clipped pixels."""
-    from advisor.probe import decode_all
+    from advisor.data.probe import decode_all
 
     root = write_images(tmp_path / "p", {"a": 2, "b": 2})
     Image.fromarray(arr).save(root / "a" / name)
@@ -216,7 +216,7 @@ def test_npz_uint16_probe_loads_scaled(tmp_path):
 
 
 def test_npz_string_labels_map_like_a_csv(tmp_path):
-    from advisor.probe import _label_codes
+    from advisor.data.probe import _label_codes
 
     names = np.array(["dog", "cat", "eel10", "eel2"] * 2)
     imgs = np.zeros((8, 4, 4), np.uint8)
@@ -318,7 +318,7 @@ def test_minimum_images_is_checked_after_skipping_unreadable(tmp_path, run_cli, 
 
 
 def test_skipped_images_reach_the_minimum_or_warn(tmp_path):
-    from advisor.ranking import MIN_IMAGES, Progress, _Decoded
+    from advisor.ranking.ranking import MIN_IMAGES, Progress, _Decoded
 
     root = write_images(tmp_path / "p", {"a": 3, "b": 3})
     (root / "a" / "a_000.png").write_bytes(b"corrupt")
@@ -416,7 +416,7 @@ def test_domain_unknown_model_is_an_error_with_did_you_mean(run_cli, image_folde
 
 
 def test_domain_model_picks_the_reference_of_its_pretraining(run_cli, image_folder):
-    from advisor.domain import model_source
+    from advisor.domain.domain import model_source
 
     assert model_source("tf_efficientnet_lite0") == ("imagenet", None)  # catalog 'domain = "photos"' is a description
     assert model_source("resnet56_cifar10")[0] == "cifar10" and model_source("ccexam_mnist")[0] == "mnist"
@@ -455,7 +455,7 @@ def test_normal_size_images_decode_exactly_as_before(tmp_path):
 
 
 def test_decoded_images_kept_within_a_budget(tmp_path, monkeypatch):
-    import advisor.ranking as ranking
+    import advisor.ranking.ranking as ranking
 
     root = write_images(tmp_path / "p", {"a": 4, "b": 4}, size=24)
     monkeypatch.setattr(ranking, "KEEP_DECODED_BYTES", 3 * 24 * 24 * 3)

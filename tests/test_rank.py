@@ -8,7 +8,7 @@ import pytest
 from conftest import file_id
 
 import advisor
-from advisor import cache
+from advisor.store import cache
 
 
 @pytest.fixture
@@ -37,13 +37,13 @@ def test_every_cut_scored_and_best_cut_reported(image_folder, tiny_models):
 
 def test_warm_rerun_does_no_forward_pass(image_folder, tiny_models, monkeypatch):
     first = _rank(image_folder, tiny_models)
-    import advisor.features
+    import advisor.ranking.features
 
     def boom(*a, **k):
         raise AssertionError("forward pass on a warm run")
 
-    monkeypatch.setattr(advisor.features, "extract", boom)
-    monkeypatch.setattr("advisor.loading.build_model", boom)
+    monkeypatch.setattr(advisor.ranking.features, "extract", boom)
+    monkeypatch.setattr("advisor.models.loading.build_model", boom)
     second = _rank(image_folder, tiny_models)
     assert [(r["model"], r["cut"], r["score"]) for r in second.rows] == [(r["model"], r["cut"], r["score"]) for r in first.rows]
     assert all(r["cached"] for r in second.rows)
@@ -57,9 +57,9 @@ def test_img_size_is_part_of_the_feature_key(image_folder, tiny_models):
 
 
 def test_failed_model_leaves_earlier_models_whole_and_resumes(image_folder, tiny_models, monkeypatch):
-    import advisor.features
+    import advisor.ranking.features
 
-    real = advisor.features.extract
+    real = advisor.ranking.features.extract
     calls = []
 
     def dies_on_second(model, *a, **k):
@@ -68,14 +68,14 @@ def test_failed_model_leaves_earlier_models_whole_and_resumes(image_folder, tiny
             raise KeyboardInterrupt  # like Ctrl-C in the middle of model 2
         return real(model, *a, **k)
 
-    monkeypatch.setattr(advisor.features, "extract", dies_on_second)
+    monkeypatch.setattr(advisor.ranking.features, "extract", dies_on_second)
     with pytest.raises(KeyboardInterrupt):
         _rank(image_folder, tiny_models)
     with cache.connect(read_only=True) as con:
         assert con.execute("SELECT count(*) FROM extractions").fetchone()[0] == 1
         assert con.execute("SELECT count(DISTINCT model_fp) FROM features").fetchone()[0] == 1
         assert con.execute("SELECT status FROM runs").fetchone()[0].startswith("failed")
-    monkeypatch.setattr(advisor.features, "extract", real)
+    monkeypatch.setattr(advisor.ranking.features, "extract", real)
     calls.clear()
     result = _rank(image_folder, tiny_models)
     assert [r["cached"] for r in result.rows if r["estimator"] == "logme"].count(True) == 1
@@ -181,16 +181,16 @@ def _hold_lock(path, ready, release):
 
 KILL_CHILD = """
 import sys, time
-import advisor, advisor.features
-from advisor.ranking import Progress
+import advisor, advisor.ranking.features
+from advisor.ranking.ranking import Progress
 
-real = advisor.features.extract
+real = advisor.ranking.features.extract
 def extract(model, *a, **k):
     if model.id == sys.argv[3]:
         print("second model started", flush=True)
         time.sleep(120)  # killed here, mid-model
     return real(model, *a, **k)
-advisor.features.extract = extract
+advisor.ranking.features.extract = extract
 advisor.rank(sys.argv[1], sys.argv[2:4], ["knn"], img_size=32)
 """
 
@@ -249,7 +249,7 @@ def test_reference_cut_must_exist(image_folder, tiny_models):
 def test_scratch_reference_is_trained_once_seeded_and_cached(image_folder, tiny_models, monkeypatch, tmp_path):
     first = advisor.rank(str(image_folder), tiny_models[:1], ["cka"], img_size=32, reference="scratch")
     assert "30 epochs" in first.reference and "resnet20_cifar" in first.reference
-    from advisor import scratch
+    from advisor.ranking import scratch
 
     def boom(*a, **k):
         raise AssertionError("retrained a cached scratch reference")

@@ -61,7 +61,7 @@ def readme_file_ids() -> list[str]:
 
 def _model_names(tokens: list[str]) -> set[str]:
     """Bare model names in one command: --models lists, --model, and layers' MODEL argument."""
-    from advisor.models import split_model_ids
+    from advisor.models.models import split_model_ids
 
     names = set()
     for i, tok in enumerate(tokens):
@@ -79,7 +79,7 @@ def env(tmp_path_factory):
     import torch
     from safetensors.torch import save_file
 
-    from advisor.models import catalog
+    from advisor.models.models import catalog
 
     root = tmp_path_factory.mktemp("readme")
     probe = write_images(root / "probe", {"cat": 8, "dog": 8, "eel": 8})
@@ -190,7 +190,7 @@ def _file_id_weights(model_id: str, folder) -> tuple[str, bool]:
     import torch
     from safetensors.torch import save_file
 
-    from advisor.loading import register_plugin_architectures
+    from advisor.models.loading import register_plugin_architectures
     from advisor.plugins.file_models import parse_file_id
 
     register_plugin_architectures()
@@ -279,7 +279,7 @@ def test_readme_file_ids_rank_as_written(model_id, readme_env, run_cli, tmp_path
 ])
 def test_models_list_splits_only_where_a_new_id_starts(value, ids):
     from advisor.cli.rank import _split_models
-    from advisor.models import split_model_ids
+    from advisor.models.models import split_model_ids
 
     assert split_model_ids(value) == ids
     assert _split_models([value, "extra"]) == ids + ["extra"]

@@ -13,8 +13,8 @@ import pytest
 from conftest import assert_one_line_error, file_id
 
 import advisor
-from advisor import cache
-from advisor.repro import list_runs
+from advisor.store import cache
+from advisor.store.repro import list_runs
 
 VERSIONS = {"advisor": advisor.__version__, "timm": metadata.version("timm"), "torch": metadata.version("torch")}
 
@@ -30,8 +30,8 @@ def sha(tiny_weights):
 
 
 def _identity(model_id):
-    from advisor.bench import model_identity
-    from advisor.models import ResolveContext, resolve_model
+    from advisor.bench.bench import model_identity
+    from advisor.models.models import ResolveContext, resolve_model
 
     return model_identity(resolve_model(model_id, ResolveContext()))
 
@@ -96,7 +96,7 @@ def test_migration_5_adds_the_columns_to_an_old_cache(advisor_home):
     con.close()
     old = list_runs()
     assert [r["run_id"] for r in old] == ["old"] and old[0]["versions"] == {"advisor": None, "timm": None, "torch": None}
-    from advisor.repro import start_run
+    from advisor.store.repro import start_run
 
     start_run("rank", {"probe": "x"})  # a write: migrates
     with cache.connect(read_only=True) as con:

@@ -1,4 +1,4 @@
-"""Mathematical properties of advisor.similarity (CKA, Information Imbalance) on random data.
+"""Mathematical properties of advisor.numeric.similarity (CKA, Information Imbalance) on random data.
 
 References: Kornblith et al. 2019 (CKA; Neyshabur et al. 2020 §3.2, Gerace et al. 2023 App. C) and Glielmo et al. 2022
 (Information Imbalance; Gerace et al. 2023 "Representation similarity and transferability")."""
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
 
-import advisor.similarity as sim
-from advisor.similarity import cka, information_imbalance, information_imbalance_pair
+import advisor.numeric.similarity as sim
+from advisor.numeric.similarity import cka, information_imbalance, information_imbalance_pair
 
 
 def _rng(seed: int) -> np.random.Generator:

@@ -66,7 +66,7 @@ def test_rerun_skips_finished_runs(run_cli, image_folder, resnet_id, advisor_hom
 
 
 def test_same_seed_gives_the_same_run(image_folder, resnet_id, tmp_path, monkeypatch):
-    from advisor.validate import validate
+    from advisor.validation.validate import validate
 
     accs = []
     for home in ("a", "b"):
@@ -83,7 +83,7 @@ def test_tfb_is_one_when_pretrained_equals_random_init(image_folder, tmp_path, a
     import torch
     from safetensors.torch import save_file
 
-    from advisor.validate import validate
+    from advisor.validation.validate import validate
 
     torch.manual_seed(0)
     m = timm.create_model("test_resnet", num_classes=3)
@@ -106,7 +106,7 @@ def test_tfb_is_one_when_pretrained_equals_random_init(image_folder, tmp_path, a
 
 
 def test_layer_transferability_by_hand():
-    from advisor.transferability import layer_transferability, network_transferability
+    from advisor.numeric.transferability import layer_transferability, network_transferability
 
     r = {"l.weight": np.zeros((2, 1)), "l.bias": np.zeros(1), "m.weight": np.ones((1, 1))}
     a = {"l.weight": np.ones((2, 1)), "l.bias": np.ones(1), "m.weight": np.ones((1, 1))}
@@ -127,7 +127,7 @@ def test_divergence_is_recorded_as_failed_not_a_crash(run_cli, image_folder, res
 
 
 def test_finetune_uses_seed004_table2_decay_epochs():
-    from advisor.finetune import decay_epochs_for, finetune
+    from advisor.validation.finetune import decay_epochs_for, finetune
 
     assert [decay_epochs_for(n) for n in (10, 25, 50, 100, 250, 500, 1300)] == [10, 5, 3, 3, 3, 0, 30]
     assert decay_epochs_for(8) == 10 and decay_epochs_for(5000) == 30
@@ -136,7 +136,7 @@ def test_finetune_uses_seed004_table2_decay_epochs():
 
 
 def test_weighted_tau_limits():
-    from advisor.validate import weighted_tau
+    from advisor.validation.validate import weighted_tau
 
     acc = [0.9, 0.7, 0.5, 0.3]
     assert weighted_tau(acc, [4, 3, 2, 1]) == pytest.approx(1.0)
@@ -229,9 +229,9 @@ def test_rank_and_layers_show_the_domain_forecast(run_cli, image_folder, resnet_
 
 
 def test_top_picks_add_the_cut_rank_chose(resnet_id):
-    from advisor.finetune import defrost
-    from advisor.models import ResolveContext, resolve_model
-    from advisor.validate import _prepare
+    from advisor.validation.finetune import defrost
+    from advisor.models.models import ResolveContext, resolve_model
+    from advisor.validation.validate import _prepare
 
     resolved = resolve_model(resnet_id, ResolveContext(offline=True))
     _, _, default = _prepare(resnet_id, resolved, None, defrost())
@@ -241,7 +241,7 @@ def test_top_picks_add_the_cut_rank_chose(resnet_id):
 
 
 def test_best_cut_prefers_the_deepest_of_equal_accuracies():
-    from advisor.validate import best_cut
+    from advisor.validation.validate import best_cut
 
     assert best_cut({"a": (0.5, 0, 1), "b": (0.7, 0, 1), "c": (0.7, 0, 1), "d": (0.6, 0, 1)}) == "c"
     assert best_cut({"a": (0.9, 0, 1), "b": (0.7, 0, 1)}) == "a"

@@ -252,7 +252,7 @@ def _is_interrupt(exc: BaseException) -> bool:
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the app; see the module docstring for the outcomes."""
-    from advisor import cache
+    from advisor.store import cache
 
     # A shell that starts a background job without job control (`advisor rank ... &` in a script)
     # sets SIGINT to "ignore", and Python keeps it: `kill -INT` then did nothing and the run went on

@@ -1,4 +1,4 @@
-"""``advisor bench``: every estimator against fine-tuned ground truth; CSV + report (see advisor.bench)."""
+"""``advisor bench``: every estimator against fine-tuned ground truth; CSV + report (see advisor.bench.bench)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from advisor.cli import app
 from advisor.cli.output import ProgressBars, info, out
 from advisor.cli.rank import _split_models as _split
 from advisor.errors import AdvisorError
-from advisor.models import model_ids_option
+from advisor.models.models import model_ids_option
 
 EXAMPLE = """
 Examples:
@@ -36,7 +36,7 @@ _FINISHED = re.compile(r": (fine-tune lr \S+ seed \S+|defrost @ \S+ seed \S+|lin
 
 
 def _bench_log(bars: ProgressBars):
-    """advisor.bench reports through ``log`` lines only: each is an info line, and the bar follows them
+    """advisor.bench.bench reports through ``log`` lines only: each is an info line, and the bar follows them
     ("N runs to do ..." sets the total, each finished run's line is one step)."""
 
     def log(msg: str) -> None:
@@ -82,8 +82,8 @@ def bench(
     device: str | None = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
 ) -> None:
     """Fine-tune every model on every target (lr grid x seeds), defrost at a few cuts, probe linearly, score every estimator; write the ground-truth CSV and bench_report.md."""
-    from advisor import bench as b
-    from advisor.bench_report import write_report
+    from advisor.bench import bench as b
+    from advisor.bench.bench_report import write_report
 
     n_workers = b.parse_workers(workers if workers is not None else b.config_workers(config))
     cfg = b.load_config(config, models=model_ids_option(models) or None, targets=_split(targets) or None, epochs=epochs,

@@ -18,7 +18,7 @@ cache_app = typer.Typer(help="Inspect or clear the DuckDB cache ($ADVISOR_HOME/a
 @cache_app.command(epilog="Example: advisor cache stats")
 def stats(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
     """Where the cache is, its size and how many rows each table holds."""
-    from advisor import cache
+    from advisor.store import cache
 
     info = cache.stats()
     if as_json:
@@ -42,7 +42,7 @@ def clear(
 ) -> None:
     """Delete the cache file (features, scores and runs), or with --model / --estimator / --probe only
     the rows matching all of them, in one transaction. Waits for running commands that use the file."""
-    from advisor import cache
+    from advisor.store import cache
 
     path = cache.cache_path()
     if not path.exists():
@@ -59,7 +59,7 @@ def clear(
 
 
 def _clear_rows(path, models: list[str], estimators: list[str], probes: list[str], yes: bool) -> None:
-    from advisor import cache
+    from advisor.store import cache
 
     what = " and ".join(f"{flag} {', '.join(values)}" for flag, values in
                         (("model", models), ("estimator", estimators), ("probe", probes)) if values)
@@ -98,7 +98,7 @@ def sql(
     or reading files (read_csv('/etc/passwd')); the configuration is locked so the query cannot undo it."""
     import duckdb
 
-    from advisor import cache
+    from advisor.store import cache
 
     hint = "`cache sql` reads the cache's tables only (read-only, no other files); tables: " + ", ".join(cache.TABLES)
     if not _has_statement(query):

@@ -1,5 +1,5 @@
 """Printing the decision that ends ``advisor rank`` and ``advisor layers`` (the logic is
-:mod:`advisor.decision`; this module only shows it)."""
+:mod:`advisor.ranking.decision`; this module only shows it)."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ SnippetOption = typer.Option(False, "--snippet", help=SNIPPET_HELP)
 
 def decide(command: str, obj, **kwargs):
     """``(Decision | None, reason | None)`` for ``rank`` (``obj``: the RankResult) or ``layers``
-    (``obj``: the LayerProfile); ``kwargs`` go to :func:`advisor.decision.decide_rank` /
-    :func:`advisor.decision.decide_layers`. Never raises for a decision that cannot be made."""
-    from advisor import decision
+    (``obj``: the LayerProfile); ``kwargs`` go to :func:`advisor.ranking.decision.decide_rank` /
+    :func:`advisor.ranking.decision.decide_layers`. Never raises for a decision that cannot be made."""
+    from advisor.ranking import decision
 
     fn = decision.decide_rank if command == "rank" else decision.decide_layers
     return decision.safely(fn, obj, **kwargs)

@@ -49,9 +49,9 @@ def layers(
     snippet: bool = decision_cli.SnippetOption,
 ) -> None:
     """Score every cut of MODEL on PROBE and recommend the cut to freeze up to."""
-    from advisor.layers import layers as run_layers
-    from advisor.layers import plot as draw
-    from advisor.model_list import expand_model_id
+    from advisor.ranking.layers import layers as run_layers
+    from advisor.ranking.layers import plot as draw
+    from advisor.models.model_list import expand_model_id
 
     model = expand_model_id(model, weights_dir)  # a glob matching one available model is that model
     with ProgressBars() as bars:
@@ -60,7 +60,7 @@ def layers(
                              refresh=_split_models(refresh))
     measured = None
     if validate:
-        from advisor.validate import validate as run_validate
+        from advisor.validation.validate import validate as run_validate
 
         with ProgressBars() as bars:
             res = run_validate(probe, [model], epochs=epochs, repeats=repeats, seed=seed, max_images=max_images,
@@ -72,7 +72,7 @@ def layers(
         from advisor.cli.domain import forecast_lines
 
         lines = forecast_lines(probe, [model], split=split, max_images=max_images, seed=seed)
-    # the recommendation in plain language, how sure, domain vs layers (advisor.decision)
+    # the recommendation in plain language, how sure, domain vs layers (advisor.ranking.decision)
     decided = decision_cli.decide("layers", profile, split=split, img_size=img_size, domain=lines)
     if as_json:
         data = {**profile.to_json(), **decision_cli.json_fields(decided)}
@@ -92,7 +92,7 @@ def layers(
             t.add_column(f"{est} {'↑' if profile.higher_is_better[est] else '↓'}", justify="right")
         if measured is not None:
             t.add_column("measured acc (defrost)", justify="right")
-            from advisor.validate import best_cut
+            from advisor.validation.validate import best_cut
 
             best_measured = best_cut(measured)
         rec = profile.recommendation

@@ -36,7 +36,7 @@ def models(
     as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON on stdout."),
 ) -> None:
     """List the models you can rank here, whether their weights are available offline, and where from."""
-    from advisor.model_list import list_models
+    from advisor.models.model_list import list_models
 
     rows = list_models(pattern, weights_dir=weights_dir)
     if not rows:

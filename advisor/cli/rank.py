@@ -12,7 +12,7 @@ from advisor.cli import decision as decision_cli
 from advisor.cli import options as opt
 from advisor.cli.output import ProgressBars, err, fmt, human_output_on_stderr, out, print_csv, print_json
 from advisor.errors import AdvisorError
-from advisor.models import model_ids_option
+from advisor.models.models import model_ids_option
 
 EXAMPLE = """
 Example (offline, weights mirrored in a folder):
@@ -38,8 +38,8 @@ def _progress_callbacks():
 
 def _split_models(models: list[str]) -> list[str]:
     """Comma-separated lists: at every comma, except inside a model id's ``?query`` before ``key=``
-    (see :func:`advisor.models.split_model_ids`)."""
-    from advisor.models import split_model_ids
+    (see :func:`advisor.models.models.split_model_ids`)."""
+    from advisor.models.models import split_model_ids
 
     return split_model_ids(models)
 
@@ -66,7 +66,7 @@ def rank(
     snippet: bool = decision_cli.SnippetOption,
 ) -> None:
     """Rank candidate models (and the best cut of each) by transferability to PROBE."""
-    from advisor.ranking import rank as run_rank
+    from advisor.ranking.ranking import rank as run_rank
 
     if as_json and as_csv:
         raise AdvisorError("--json and --csv cannot be combined (both print the rows on stdout)",
@@ -81,7 +81,7 @@ def rank(
         from advisor.cli.domain import forecast_lines
 
         lines = forecast_lines(probe, [m.model_id for m in result.models], split=split, max_images=max_images, seed=seed)
-    # the recommendation (advisor.decision): which model, which cut, how sure; --json carries it on the first row.
+    # the recommendation (advisor.ranking.decision): which model, which cut, how sure; --json carries it on the first row.
     # Decided on every ranked model: --top trims what is shown, never the runner-up or the margin.
     decided = None if as_csv else decision_cli.decide("rank", result, split=split, img_size=img_size, domain=lines)
     if top is not None:
@@ -141,7 +141,7 @@ def _print_table(result) -> None:
                 cells.append(fmt(r["score"]))
             else:
                 cells.append(f"{fmt(r['score'])} [dim]@{r['cut']}[/dim]")
-        if first.get("model_error"):  # not ranked: the reason is one line on stderr (advisor.ranking)
+        if first.get("model_error"):  # not ranked: the reason is one line on stderr (advisor.ranking.ranking)
             cells.append("—")
         else:
             cells.append(f"{first['extract_seconds']:.1f}" + (" [dim](cached)[/dim]" if first["cached"] else ""))

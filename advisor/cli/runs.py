@@ -1,5 +1,5 @@
 """``advisor runs``: past commands from the cache's ``runs`` table, with their results and the
-versions and weights that produced them (:mod:`advisor.repro`)."""
+versions and weights that produced them (:mod:`advisor.store.repro`)."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ def runs(
     as_json: bool = typer.Option(False, "--json", help="Print the runs as JSON (arguments, results, versions, weights)."),
 ) -> None:
     """List past rank / layers / validate commands with their results, versions and weights."""
-    from advisor.repro import list_runs
+    from advisor.store.repro import list_runs
 
     found = list_runs(limit, None if show_all else USER_COMMANDS)
     if as_json:

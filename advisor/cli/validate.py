@@ -10,7 +10,7 @@ from rich.table import Table
 from advisor.cli import app, reporting
 from advisor.cli.output import ProgressBars, fmt, info, out, print_json, warn
 from advisor.cli.rank import _split_models as _split
-from advisor.models import model_ids_option
+from advisor.models.models import model_ids_option
 
 EXAMPLE = """
 Examples:
@@ -45,7 +45,7 @@ def validate(
     report: Path | None = typer.Option(None, "--report", help="Also write the table, settings, versions and the profile plot to this markdown file (PNG beside it)."),
 ) -> None:
     """Fine-tune the top picks briefly and report measured accuracy per cut, T_FB (distance of the fine-tuned weights from a random init ÷ their distance from the pretrained start; Chen et al. 2022) and each estimator's weighted τ."""
-    from advisor.validate import validate as run_validate
+    from advisor.validation.validate import validate as run_validate
 
     with ProgressBars() as bars:
         result = run_validate(probe, model_ids_option(models, weights_dir) or None, top=top, cuts=_split(cuts) or None, protocol=protocol, epochs=epochs,
@@ -53,7 +53,7 @@ def validate(
                               estimators=estimator or None, weights_dir=weights_dir, device=device, log=info,
                               progress=bars.callbacks(), warn=warn)
     if plot is not None:
-        from advisor.validate import plot_profiles
+        from advisor.validation.validate import plot_profiles
 
         plot_profiles(result, str(plot))
         info(f"plot written to {plot}")

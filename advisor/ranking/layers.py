@@ -1,4 +1,4 @@
-"""``advisor.layers``: per-cut profiles of one model and the freeze depth they recommend.
+"""``advisor.ranking.layers``: per-cut profiles of one model and the freeze depth they recommend.
 
 The recommendation (``recommend``) is the cut that maximises the primary estimator's similarity to
 the target (Song et al. 2020 eq. 6, k = argmax_k s(G_k, G_e)), moderated by the probe size: small targets
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from advisor.ranking import RankResult, rank
+from advisor.ranking.ranking import RankResult, rank
 
 DEFAULT_LAYER_ESTIMATORS = ("depara", "cka", "ii")
 
@@ -95,7 +95,7 @@ class LayerProfile:
             "cuts": [{"cut": c, **{e: self.scores[e][i] for e in self.estimators}} for i, c in enumerate(self.cuts)],
             "higher_is_better": self.higher_is_better,
             "recommendation": None if rec is None else rec.__dict__,
-            # the reproducibility record (advisor.repro): versions and the model's weights
+            # the reproducibility record (advisor.store.repro): versions and the model's weights
             "versions": next((r.get("versions") for r in self.result.rows), None),
             "weights": dict(self.result.weights),  # the model's, and the reference model's when there is one
             "warnings": list(self.result.warnings),
@@ -167,7 +167,7 @@ def plot(profile: LayerProfile, path: str, measured: dict[str, tuple[float, floa
         mean = [measured[c][0] for c in cuts]
         ax2.errorbar(xs, mean, yerr=[measured[c][1] for c in cuts], color="black", marker="s", linewidth=2, capsize=3,
                      label="measured defrost accuracy (right axis)")
-        from advisor.validate import best_cut
+        from advisor.validation.validate import best_cut
 
         best = cuts.index(best_cut({c: measured[c] for c in cuts}))
         ax2.plot([xs[best]], [mean[best]], marker="*", markersize=16, color="gold", markeredgecolor="black", linestyle="none",

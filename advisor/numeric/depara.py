@@ -5,7 +5,7 @@ Pure numeric module (numpy + scipy; no torch). A DEPARA ``G = (V, E)`` of one la
 model on ``n`` probe images ``x_1..x_n`` has
 
 * nodes ``V = {v_1..v_n}`` (§3.3.1, eq. 3): ``v_m`` is the Gradient*Input attribution
-  ``x_m ⊙ ∂‖F_k(x_m)‖²/∂x_m``. They are computed by :mod:`advisor.attributions` (torch), which
+  ``x_m ⊙ ∂‖F_k(x_m)‖²/∂x_m``. They are computed by :mod:`advisor.ranking.attributions` (torch), which
   pools each map to a fixed ``grid × grid`` so that models with different input sizes are
   comparable; here they are just rows of a ``[n, P]`` array.
 * edges ``E = {e_pq}`` (§3.3.2, eq. 4): ``e_pq = cos(F_k(x_p), F_k(x_q))``; the graph is fully
@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from advisor.checks import EstimatorInputError, as_labels, as_matrix, check_same_rows, unit_rows
+from advisor.numeric.checks import EstimatorInputError, as_labels, as_matrix, check_same_rows, unit_rows
 
 __all__ = ["edges", "label_edges", "depara", "depara_edges_only", "LAMBDA_10PCT", "LAMBDA_1PCT"]
 
@@ -52,7 +52,7 @@ def edges(features) -> np.ndarray:
     ``np.triu_indices(N, k=1)``) of the symmetric matrix ``cos(F(x_p), F(x_q))``. The diagonal is
     left out (always 1) and so is the lower triangle (the graph is undirected). A zero row has
     cosine 0 with everything. Invariant to rescaling ``features``. Raises
-    :class:`advisor.checks.EstimatorInputError` (a ValueError) for input :func:`advisor.checks.as_matrix` refuses.
+    :class:`advisor.numeric.checks.EstimatorInputError` (a ValueError) for input :func:`advisor.numeric.checks.as_matrix` refuses.
     """
     u = unit_rows(as_matrix(features, "features", min_rows=2))
     iu = np.triu_indices(u.shape[0], k=1)
@@ -66,7 +66,7 @@ def label_edges(labels) -> np.ndarray:
     This is the ideal target-side graph when the target task is classification on the probe's
     labels (same-class images maximally related): it can stand in for the reference graph in
     :func:`depara_edges_only`. ``labels``: ``[N]``, N >= 2, any values (each distinct value is a
-    class); :class:`advisor.checks.EstimatorInputError` (a ValueError) otherwise.
+    class); :class:`advisor.numeric.checks.EstimatorInputError` (a ValueError) otherwise.
     """
     y = np.asarray(labels)
     if y.ndim != 1:
@@ -118,7 +118,7 @@ def depara(nodes_a, feats_a, nodes_b, feats_b, lam: float = LAMBDA_10PCT) -> dic
     """DEPARA similarity of two graphs on the same N probe images (eq. 5).
 
     * ``nodes_a``, ``nodes_b``: ``[N, P]`` attribution vectors (eq. 3; e.g. from
-      :func:`advisor.attributions.probe_attributions`, ``P = grid²``), row ``m`` = image ``m``.
+      :func:`advisor.ranking.attributions.probe_attributions`, ``P = grid²``), row ``m`` = image ``m``.
     * ``feats_a`` ``[N, Da]``, ``feats_b`` ``[N, Db]``: the features the edges are built from
       (eq. 4); ``Da`` and ``Db`` may differ.
     * ``lam``: the trade-off ``λ``. The paper's values (§4.2): ``1.0`` with 10% of the target data
@@ -129,7 +129,7 @@ def depara(nodes_a, feats_a, nodes_b, feats_b, lam: float = LAMBDA_10PCT) -> dic
     Both terms lie in [-1, 1], so a graph compared with itself scores ``1 + λ`` (when no
     attribution vector is zero). For layer selection (eq. 6) take the cut with the highest score.
     Any real dtype (float64 inside); invariant to rescaling any of the four arrays.
-    Raises :class:`advisor.checks.EstimatorInputError` (a ValueError) on mismatched shapes,
+    Raises :class:`advisor.numeric.checks.EstimatorInputError` (a ValueError) on mismatched shapes,
     non-numeric or non-finite values, fewer than 4 images, or a constant edge vector (Spearman
     undefined: every image equally related, e.g. identical rows).
     """
@@ -157,7 +157,7 @@ def depara_edges_only(feats_a, feats_b_or_label_graph, lam: float = LAMBDA_10PCT
       :func:`edges` order, e.g. ``label_edges(labels)``.
 
     Returns ``{"nodes": None, "edges": rho, "score": lam * rho}``. Any real dtype (float64
-    inside); invariant to rescaling either input. Raises :class:`advisor.checks.EstimatorInputError`
+    inside); invariant to rescaling either input. Raises :class:`advisor.numeric.checks.EstimatorInputError`
     (a ValueError) on mismatched shapes, non-numeric or non-finite values, fewer than 4 images, or
     a constant edge vector.
     """

@@ -19,14 +19,16 @@ from typing import Callable
 
 import numpy as np
 
-from advisor import advisor_score, cache
+from advisor.ranking import advisor_score
+
+from advisor.store import cache
 from advisor.errors import AdvisorError
 from advisor.estimators import Estimator, get_estimator, safe_score
-from advisor.features import PRE_LOGITS, preproc_hash
-from advisor.models import ResolveContext, Resolved, default_models, resolve_model
-from advisor.probe import DECODE_SIDE, Probe, decode_all, load_probe
+from advisor.ranking.features import PRE_LOGITS, preproc_hash
+from advisor.models.models import ResolveContext, Resolved, default_models, resolve_model
+from advisor.data.probe import DECODE_SIDE, Probe, decode_all, load_probe
 
-DEFAULT_ESTIMATORS = ("advisor-score",)  # advisor.advisor_score: the evidence-chosen combination (registry/advisor_score.toml)
+DEFAULT_ESTIMATORS = ("advisor-score",)  # advisor.ranking.advisor_score: the evidence-chosen combination (registry/advisor_score.toml)
 LOGITS = "__logits__"  # features-table key of the source head's logits
 KEEP_DECODED_BYTES = 1 << 30  # decoded images kept for the run: at most 1 GiB (the rest are decoded per model)
 
@@ -42,7 +44,7 @@ class ModelFeatures:
     from_cache: bool
     preproc_hash: str
     build: Callable | None = None  # how to rebuild the module when its weights are not a file (scratch)
-    inputs: dict | None = field(default=None, repr=False)  # what its estimators got besides the features (advisor.decision re-scores half-samples)
+    inputs: dict | None = field(default=None, repr=False)  # what its estimators got besides the features (advisor.ranking.decision re-scores half-samples)
 
 
 @dataclass
@@ -134,7 +136,7 @@ def _model_step(model_id: str, fn, *args, **kwargs):
 
 def _sized(data_config: dict, img_size: int | None) -> dict:
     """The preprocessing a model gets at ``--img-size`` (fixed-size models are rebuilt at that size
-    by :func:`advisor.loading.build_model`, or refused there)."""
+    by :func:`advisor.models.loading.build_model`, or refused there)."""
     if img_size is None:
         return data_config
     return {**data_config, "input_size": (data_config["input_size"][0], img_size, img_size)}
@@ -191,7 +193,7 @@ class _Decoded:
     """Decodes the probe at most once per run, validating it the first time: unreadable images are
     skipped (with a warning) and only then is the minimum number of images checked. Decoded images
     are kept for the rest of the run up to ``KEEP_DECODED_BYTES`` (the rest are decoded again per
-    model), each reduced while decoding to ``side`` (:data:`advisor.probe.DECODE_SIDE`, or 2 ×
+    model), each reduced while decoding to ``side`` (:data:`advisor.data.probe.DECODE_SIDE`, or 2 ×
     ``--img-size`` when larger), so memory is bounded whatever the probe's size and its camera."""
 
     def __init__(self, progress: Progress, img_size: int | None = None):
@@ -292,8 +294,8 @@ def model_features(
                     progress.end_model(model_id, True)
                     return ModelFeatures(model_id, resolved, cuts, feats, logits, done[0], True, ph, build), probe
 
-    from advisor.features import cut_names, extract
-    from advisor.loading import build_model
+    from advisor.ranking.features import cut_names, extract
+    from advisor.models.loading import build_model
 
     _set_threads()
     probe, images = decoded.get(probe)
@@ -395,9 +397,9 @@ def model_attributions(mf: ModelFeatures, probe: Probe, decoded: "_Decoded", *, 
             rows = con.execute("SELECT cut, n, d, data FROM features WHERE model_fp = ? AND probe_hash = ? AND preproc_hash = ? AND kind = 'attributions'",
                                key[:3]).fetchall()
             return {cut.removeprefix("attr:"): cache.from_blob(data, n, d) for cut, n, d, data in rows}
-    from advisor.attributions import probe_attributions
-    from advisor.features import probe_batches
-    from advisor.loading import build_model
+    from advisor.ranking.attributions import probe_attributions
+    from advisor.ranking.features import probe_batches
+    from advisor.models.loading import build_model
 
     _set_threads()
     probe, images = decoded.get(probe)
@@ -504,19 +506,19 @@ def rank(
     """Rank candidate ``models`` on ``probe`` with ``estimators``; the CLI's ``advisor rank``.
 
     ``reference`` is the target-side representation for CKA / II / DEPARA (``labels``, the default
-    for labelled probes, or ``model:<id>[@cut]``; see :mod:`advisor.reference`).
+    for labelled probes, or ``model:<id>[@cut]``; see :mod:`advisor.ranking.reference`).
     Returns a :class:`RankResult` whose ``rows`` (one per model × estimator, best cut first-ranked)
     are what ``advisor rank --json`` prints; ``cut_scores`` holds every (model, cut, estimator).
     ``refresh`` names models (their features, attributions and scores) and estimators (their scores)
     to recompute instead of reading from the cache, or ``all``; the new results replace the cached ones.
     """
-    from advisor.reference import label_reference, model_reference, parse_reference
+    from advisor.ranking.reference import label_reference, model_reference, parse_reference
 
     progress = progress or Progress()
     notes: list[str] = []  # every warning, also kept in the result (RankResult.warnings)
     progress = replace(progress, warn=lambda msg, _warn=progress.warn: (notes.append(msg), _warn(msg))[-1])
     models = list(models) if models else default_models()
-    # None: the defaults, chosen once the probe is known (label-free ones on an unlabelled probe: advisor.label_free)
+    # None: the defaults, chosen once the probe is known (label-free ones on an unlabelled probe: advisor.data.label_free)
     score_spec, names = advisor_score.expand(list(estimators)) if estimators else (None, None)
     ests = [get_estimator(name) for name in names] if names else None
     if img_size is not None and img_size < 8:
@@ -528,8 +530,8 @@ def rank(
         raise AdvisorError(f"weights dir '{ctx.weights_dir}' is not a folder", "pass a folder of weight files to --weights-dir")
     probe_arg, probe = probe, prepare_probe(probe, split=split, max_images=max_images, seed=seed)
     ref_kind, ref_model, ref_cut = parse_reference(reference, probe)
-    from advisor.label_free import check_runnable, default_estimators
-    from advisor.small_samples import taken_note
+    from advisor.data.label_free import check_runnable, default_estimators
+    from advisor.data.small_samples import taken_note
 
     if ests is None:
         estimators = list(default_estimators(probe, ref_kind, DEFAULT_ESTIMATORS))
@@ -562,9 +564,9 @@ def rank(
     needs = {n for e in ests for n in e.needs}
     args = {"probe": probe.source, "probe_hash": probe.hash, "models": models, "estimators": [e.name for e in ests],
             "reference": reference, "split": split, "max_images": max_images, "seed": seed, "img_size": img_size}
-    from advisor.repro import annotate_rows, finish_run, start_run
+    from advisor.store.repro import annotate_rows, finish_run, start_run
 
-    run_id = start_run(command, args)  # a runs row with the versions (advisor.repro)
+    run_id = start_run(command, args)  # a runs row with the versions (advisor.store.repro)
     feats, cut_scores = [], []
     opts = dict(img_size=img_size, batch_size=batch_size, progress=progress)
     try:
@@ -572,7 +574,7 @@ def rank(
         if ref_kind in ("model", "scratch"):
             extra = {}
             if ref_kind == "scratch":
-                from advisor.scratch import scratch_resolved, train_scratch
+                from advisor.ranking.scratch import scratch_resolved, train_scratch
 
                 resolved = scratch_resolved(probe, seed)
                 extra = dict(resolved=resolved, build=_memo(lambda p, imgs: train_scratch(resolved, p, imgs)))
@@ -610,7 +612,7 @@ def rank(
         rows = best_rows(cut_scores, ests, feats, probe, failed)
         if score_spec is not None:
             rows = advisor_score.with_score_rows(rows, score_spec, list(estimators))
-        from advisor.label_free import check_scored
+        from advisor.data.label_free import check_scored
 
         check_scored(cut_scores)  # every estimator skipped everywhere: an error, not an empty table
         # versions + weights fingerprint on every row; the runs row also records the reference model's

@@ -1,4 +1,4 @@
-"""``advisor.decision``: the plain-language recommendation that ends ``advisor rank`` and ``advisor layers``,
+"""``advisor.ranking.decision``: the plain-language recommendation that ends ``advisor rank`` and ``advisor layers``,
 and the ready-to-run fine-tuning code behind ``--snippet``.
 
 A table of scores is not a decision. This module turns one into four statements:
@@ -6,7 +6,7 @@ A table of scores is not a decision. This module turns one into four statements:
 1. **What to do**: which model, which cut to freeze up to, and what that means on the real model —
    which modules keep their pretrained weights frozen and how many parameters are frozen / trainable,
    counted on the model built from the same weights (:func:`model_anatomy`). The cut is the rule of
-   :func:`advisor.layers.recommend` (the first estimator's argmax over the cuts, moderated by the
+   :func:`advisor.ranking.layers.recommend` (the first estimator's argmax over the cuts, moderated by the
    probe's size), so ``rank`` and ``layers`` pick cuts the same way. At ``pre_logits`` it means
    *train only a new head*.
 2. **How sure**: the margin to the runner-up (model for ``rank``, cut for ``layers``) against the
@@ -32,7 +32,7 @@ A table of scores is not a decision. This module turns one into four statements:
 
 The learning rates are Plested & Gedeon 2019's (new layers 0.01, transferred layers 0.001, both × 0.1
 after Table 2's initial epochs for the probe's examples per class), taken from
-:func:`advisor.finetune.finetune`, not restated here.
+:func:`advisor.validation.finetune.finetune`, not restated here.
 
 Model anatomy (the frozen / trainable counts, the stage order, how the snippet loads the weights) needs
 torch and a model build; it is stored as a small JSON file per weights fingerprint under
@@ -51,7 +51,7 @@ from pathlib import Path
 import numpy as np
 
 from advisor.errors import AdvisorError
-from advisor.features import PRE_LOGITS
+from advisor.ranking.features import PRE_LOGITS
 
 HALF_SAMPLES = 20  # half-samples of the probe per candidate
 MIN_HALF_SAMPLES = 8  # fewer scored halves than this: no spread is reported
@@ -73,7 +73,7 @@ class Anatomy:
     ``pre_logits`` everything but the new head). ``frozen_prefixes[cut]`` / ``trainable_prefixes[cut]``:
     the shortest module names covering exactly the frozen / the trainable pretrained parameters (the
     new head excluded). ``depth[cut]``: share of the stages frozen (1.0 at ``pre_logits``).
-    ``traced``: the stage order was traced by :func:`advisor.split.stages`; otherwise it is the
+    ``traced``: the stage order was traced by :func:`advisor.validation.split.stages`; otherwise it is the
     modules' registration order (e.g. a ViT). ``load``: how the snippet loads the weights
     (:func:`_load_plan`). ``data_config``: the preprocessing advisor used."""
 
@@ -136,13 +136,13 @@ def span(prefixes: list[str]) -> str:
 
 
 def _anatomy_file(fingerprint: str, img_size: int | None, num_classes: int) -> Path:
-    from advisor.cache import default_home
+    from advisor.store.cache import default_home
 
     return default_home() / "decisions" / f"{fingerprint}-{img_size or 'native'}-{num_classes}-v{ANATOMY_VERSION}.json"
 
 
 def model_anatomy(resolved, *, num_classes: int, img_size: int | None = None, model_id: str | None = None) -> Anatomy:
-    """Build ``resolved`` (an :class:`advisor.models.Resolved`) with a ``num_classes``-way head and
+    """Build ``resolved`` (an :class:`advisor.models.models.Resolved`) with a ``num_classes``-way head and
     count what each cut freezes (see :class:`Anatomy`); stored per weights fingerprint, so the next
     call reads a small JSON file instead of importing torch. Raises :class:`AdvisorError` when the
     model cannot be built or has no ``reset_classifier``."""
@@ -166,9 +166,9 @@ def model_anatomy(resolved, *, num_classes: int, img_size: int | None = None, mo
 def _compute_anatomy(resolved, *, num_classes: int, img_size: int | None, model_id: str) -> Anatomy:
     import torch
 
-    from advisor.features import cut_names
-    from advisor.loading import build_model
-    from advisor.split import stages
+    from advisor.ranking.features import cut_names
+    from advisor.models.loading import build_model
+    from advisor.validation.split import stages
 
     loaded = build_model(resolved, img_size=img_size)
     model = loaded.module
@@ -246,10 +246,10 @@ def _load_plan(resolved, model, rebuilt: bool, img_size: int | None) -> dict:
       ``timm.models.load_checkpoint(model, path, filter_fn=...)``;
     - ``advisor``: anything else (keys matched by position, a first convolution adapted to other input
       channels, position embeddings resampled, a fixed-size model rebuilt for ``--img-size``):
-      advisor's own loader, :func:`advisor.loading.build_model`, on the same recipe."""
+      advisor's own loader, :func:`advisor.models.loading.build_model`, on the same recipe."""
     import sys
 
-    from advisor.loading import default_cfgs, read_state_dict
+    from advisor.models.loading import default_cfgs, read_state_dict
 
     plan = {"how": "advisor", "arch": resolved.arch, "kwargs": dict(resolved.kwargs),
             "weights": None if resolved.weights is None else str(Path(resolved.weights).expanduser().resolve()),
@@ -345,7 +345,7 @@ def _halves_file(est, mf, cut: str, probe, seed: int, repeats: int, inputs: dict
     content, the seed, the reference's values)."""
     import hashlib
 
-    from advisor.cache import default_home
+    from advisor.store.cache import default_home
 
     h = hashlib.sha256(repr((est.name, est.version, mf.resolved.fingerprint, mf.preproc_hash, probe.hash, len(probe), cut,
                              seed, repeats)).encode())
@@ -460,10 +460,10 @@ def paired_noise(est, first: tuple, second: tuple, probe, *, budget: float = NOI
 
 def cut_stability(est, mf, probe, cuts: list[str], epc: float | None, *, budget: float = NOISE_BUDGET_S, seed: int = 0,
                   repeats: int = HALF_SAMPLES) -> tuple[dict[str, int], int, list[np.ndarray] | None, str]:
-    """How often :func:`advisor.layers.recommend` picks each cut when ``est`` scores every cut on
+    """How often :func:`advisor.ranking.layers.recommend` picks each cut when ``est`` scores every cut on
     half-samples (the rule keeps the full probe's examples per class). Returns ``(picks, valid,
     per-half score rows over ``cuts``, reason)``; ``valid`` 0 with a ``reason`` when not measured."""
-    from advisor.layers import recommend
+    from advisor.ranking.layers import recommend
 
     table, secs = half_scores(est, [(mf, c) for c in cuts], probe, budget=budget, seed=seed, repeats=repeats)
     if len(table) < MIN_HALF_SAMPLES:
@@ -559,7 +559,7 @@ def layers_tier(depth: float) -> str:
 
 def domain_vs_layers(forecast: dict, *, model: str, cut: str, depth: float, estimator: str, n_images: int,
                      layers_sure: bool | None) -> dict:
-    """Compare Chen et al. 2022's freezing forecast (``forecast``: :func:`advisor.domain.analyse`'s
+    """Compare Chen et al. 2022's freezing forecast (``forecast``: :func:`advisor.domain.domain.analyse`'s
     result) with the cut picked from ``estimator``'s profile (``depth``: share of stages it freezes;
     ``layers_sure``: whether that pick was beyond the half-sample noise, None if not measured).
 
@@ -599,11 +599,11 @@ def domain_vs_layers(forecast: dict, *, model: str, cut: str, depth: float, esti
 
 
 def training_protocol(examples_per_class: float, cut: str):
-    """Plested & Gedeon 2019's fine-tuning protocol for the probe's size (:func:`advisor.finetune.finetune`,
+    """Plested & Gedeon 2019's fine-tuning protocol for the probe's size (:func:`advisor.validation.finetune.finetune`,
     whose rule this reuses): new layers at ``lr``, transferred trainable layers at ``lr_transferred``,
     both × 0.1 after ``decay_epochs``. ``epochs``: at least as many after the decay as before, and at
     least 10 (Plested & Gedeon 2019 fix the decay point, not the length; 10 is ``advisor validate``'s)."""
-    from advisor.finetune import decay_epochs_for, finetune
+    from advisor.validation.finetune import decay_epochs_for, finetune
 
     return finetune(examples_per_class, epochs=max(10, 2 * decay_epochs_for(examples_per_class)), freeze=cut)
 
@@ -626,7 +626,7 @@ def _load_code(load: dict) -> tuple[list[str], list[str]]:
     """(module-level lines, ``load_model`` body lines) that create the model with its source head."""
     top, body = [], []
     if load["plugin_arch"] and load["how"] != "advisor":
-        top += ["from advisor.loading import register_plugin_architectures", "",
+        top += ["from advisor.models.loading import register_plugin_architectures", "",
                 f"register_plugin_architectures()  # {load['arch']} is one of advisor's architecture plugins: register it with timm"]
     arch, kw = load["arch"], _kw(load["kwargs"])
     if load["how"] == "pretrained":
@@ -641,8 +641,8 @@ def _load_code(load: dict) -> tuple[list[str], list[str]]:
     else:
         body += [f"# these weights need advisor's own loader ({load['why']})",
                  "from pathlib import Path", "",
-                 "from advisor.loading import build_model",
-                 "from advisor.models import Resolved, parse_model_id", "",
+                 "from advisor.models.loading import build_model",
+                 "from advisor.models.models import Resolved, parse_model_id", "",
                  f"resolved = Resolved(ref=parse_model_id(MODEL_ID), arch={arch!r}, kwargs={load['kwargs']!r}, "
                  f"weights=Path(WEIGHTS), remap_keys={load['remap_keys']!r})",
                  f"model = build_model(resolved, img_size={load['img_size']!r}).module"]
@@ -655,7 +655,7 @@ def snippet(anatomy: Anatomy, cut: str, protocol, *, probe: str, split: str | No
     ``timm.create_model`` call that loads the same weights (see :func:`_load_plan`), a new
     ``num_classes``-way head, ``requires_grad = False`` for every parameter up to ``cut``, SGD with
     Plested & Gedeon 2019's parameter groups (``protocol``: :func:`training_protocol`), and a loop
-    over the probe's images read by :mod:`advisor.probe` (same images and class order as advisor
+    over the probe's images read by :mod:`advisor.data.probe` (same images and class order as advisor
     used), in advisor's preprocessing. ``python snippet.py [EPOCHS]``; importing it runs nothing
     (``load_model()``, ``prepare(model)``, ``training_data()``, ``main(epochs)``)."""
     a, load = anatomy, anatomy.load
@@ -683,7 +683,7 @@ def snippet(anatomy: Anatomy, cut: str, protocol, *, probe: str, split: str | No
         "",
         f"MODEL_ID = {a.model!r}",
         f"WEIGHTS = {load['weights']!r}",
-        f"PROBE = {spec!r}  # read with advisor.probe: the images and class order advisor scored",
+        f"PROBE = {spec!r}  # read with advisor.data.probe: the images and class order advisor scored",
         f"SPLIT = {split!r}",
         f"NUM_CLASSES = {a.num_classes}",
         f"# modules whose parameters stay frozen: {what}",
@@ -718,7 +718,7 @@ def snippet(anatomy: Anatomy, cut: str, protocol, *, probe: str, split: str | No
         "def training_data():",
         "    from timm.data import create_transform",
         "",
-        "    from advisor.probe import load_probe",
+        "    from advisor.data.probe import load_probe",
         "",
         "    probe = load_probe(PROBE, split=SPLIT)",
         f"    transform = {transform}",
@@ -807,7 +807,7 @@ def _forecast_for(domain: list | None, model: str) -> dict | None:
     """The forecast (``advisor.cli.domain.forecast_lines``' results) for ``model``'s pre-training domain."""
     if not domain:
         return None
-    from advisor.domain import source_for_model
+    from advisor.domain.domain import source_for_model
 
     src = source_for_model(model)
     return next((res for _, res in domain if res and res.get("source") == src), None)
@@ -851,9 +851,9 @@ def decide_rank(result, *, split: str | None = "train", img_size: int | None = N
     ``result``: :func:`advisor.rank`'s :class:`RankResult`; ``split``/``img_size``: as ranked (the
     snippet reads the same split; the anatomy is built at the same size); ``domain``:
     ``advisor.cli.domain.forecast_lines``' ``[(text, result)]`` when ``--domain`` was given.
-    The model is the first estimator's top model; the cut is :func:`advisor.layers.recommend` on
+    The model is the first estimator's top model; the cut is :func:`advisor.ranking.layers.recommend` on
     its profile. Raises :class:`AdvisorError` when no model was ranked."""
-    from advisor.layers import per_class, recommend, within_words
+    from advisor.ranking.layers import per_class, recommend, within_words
 
     rows, probe = result.rows, result.probe
     order = list(dict.fromkeys(r["estimator"] for r in rows))
@@ -923,13 +923,13 @@ def decide_rank(result, *, split: str | None = "train", img_size: int | None = N
 
 def decide_layers(profile, *, split: str | None = "train", img_size: int | None = None, domain: list | None = None,
                   budget: float = NOISE_BUDGET_S, seed: int = 0, with_snippet: bool = True) -> Decision:
-    """The decision at the end of ``advisor layers`` (``profile``: :func:`advisor.layers`' result).
+    """The decision at the end of ``advisor layers`` (``profile``: :func:`advisor.ranking.layers`' result).
 
     How sure: the rule's pick on half-samples of the probe (how often each cut is picked), and the
     margin of the picked cut over the best other cut against its half-sample spread; the pick is
     called stable when it recurs in ≥ ``STABLE_SHARE`` of the halves and its margin is not within
     noise. Raises :class:`AdvisorError` when the first estimator produced no score."""
-    from advisor.layers import recommend
+    from advisor.ranking.layers import recommend
 
     rec = profile.recommendation
     if rec is None:

@@ -1,6 +1,6 @@
 """Building a resolved model: timm architecture + weights file → eval-mode module + preprocessing.
 
-Kept apart from ``advisor.models`` so that resolving ids (and every warm, cached run) never imports
+Kept apart from ``advisor.models.models`` so that resolving ids (and every warm, cached run) never imports
 torch or timm.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from advisor.errors import AdvisorError
-from advisor.models import LoadedModel, Resolved, with_img_size
+from advisor.models.models import LoadedModel, Resolved, with_img_size
 
 _architectures_registered = False
 # Module that holds timm default cfgs for plugin architectures (timm looks them up by module).
@@ -184,7 +184,7 @@ def _rebuilt_at(resolved: Resolved, native: dict, img_size: int):
     """The fixed-size model rebuilt for ``img_size`` px input, or an :class:`AdvisorError` saying why not."""
     import torch
 
-    from advisor.features import forward_all_cuts
+    from advisor.ranking.features import forward_all_cuts
 
     chans, h, w = native["input_size"]
     what = f"model '{resolved.ref.raw}' takes only {h}x{w} px input, and rebuilding it at --img-size {img_size} failed"

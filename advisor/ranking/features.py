@@ -20,8 +20,8 @@ from typing import Callable
 import numpy as np
 
 from advisor.errors import AdvisorError
-from advisor.models import LoadedModel
-from advisor.probe import Probe
+from advisor.models.models import LoadedModel
+from advisor.data.probe import Probe
 
 PRE_LOGITS = "pre_logits"
 

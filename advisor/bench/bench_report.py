@@ -1,13 +1,13 @@
 """``bench_report.md`` and its PNGs from ``advisor bench``'s evidence cells.
 
 Why separate: the report is a pure function of the cached evidence (one cell per model × target,
-see :mod:`advisor.bench`), so ``advisor bench --report-only`` regenerates it without training or
+see :mod:`advisor.bench.bench`), so ``advisor bench --report-only`` regenerates it without training or
 scoring anything, and the tables can be checked against the cells by hand.
 
 Scores are oriented (higher = better) and taken at each model's best cut (what ``advisor rank``
 ranks by) and at ``pre_logits``. The default-estimator choice is made leave-one-target-out over the
 targets whose ground truth is above its seed noise (all targets when fewer than 2 are), see
-:func:`advisor.bench_metrics.leave_one_target_out`.
+:func:`advisor.bench.bench_metrics.leave_one_target_out`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from advisor import bench_metrics as bm
+from advisor.bench import bench_metrics as bm
 
 
 def _oriented(cell: dict, est: str) -> tuple[float | None, float | None]:
@@ -36,7 +36,7 @@ bm_pre = "pre_logits"
 
 def analyse(cells: list[dict], estimators: list[str]) -> dict:
     """Every table of the report, as plain data (targets and models in the order of the cells)."""
-    from advisor.layers import recommend
+    from advisor.ranking.layers import recommend
 
     targets = list(dict.fromkeys(c["target_name"] for c in cells))
     models = list(dict.fromkeys(c["model_name"] for c in cells))
@@ -109,7 +109,7 @@ def analyse(cells: list[dict], estimators: list[str]) -> dict:
         rows.update({e: best[e][t] for e in BASELINES if e in best})
         versus[t] = {name: {"tau": bm.weighted_tau(acc[t], sc), "top1": bm.top1_hit(acc[t], sc), "regret": bm.regret(acc[t], sc)}
                      for name, sc in rows.items()}
-    from advisor.bench import under_trained
+    from advisor.bench.bench import under_trained
 
     flags = {k: under_trained(c) for k, c in cell.items()}
     return {"under_trained": {k: v for k, v in flags.items() if v is not None}, "targets": targets, "models": models, "cell": cell, "acc": acc, "std": std, "best": best, "noise": noise,
@@ -141,8 +141,8 @@ def _needs_attributions(est: str) -> bool:
 
 
 def advisor_score_spec(a: dict, evidence: str):
-    """The :class:`advisor.advisor_score.ScoreSpec` of the report's final choice (None without one)."""
-    from advisor.advisor_score import spec_from_choice
+    """The :class:`advisor.ranking.advisor_score.ScoreSpec` of the report's final choice (None without one)."""
+    from advisor.ranking.advisor_score import spec_from_choice
 
     final = a["final"]
     if not final:
@@ -171,7 +171,7 @@ def markdown(a: dict, settings: dict, command: str, plots: dict[str, str]) -> st
              f"Regenerate from the cache (no training, no scoring): `{command} --report-only`.", "",
              "## Protocol", "",
              ("Ground truth per (model, target): full fine-tune (cut `pre_logits`, nothing frozen; the schedule of Plested & Gedeon "
-              "2019, `advisor.finetune`) for each backbone lr of the grid (new head at `head_lr_factor` × it) and each seed, at the "
+              "2019, `advisor.validation.finetune`) for each backbone lr of the grid (new head at `head_lr_factor` × it) and each seed, at the "
               "model's own input size or the `img_size` cap, whichever is smaller; the lr is chosen by mean accuracy on a stratified "
               "validation part of the training pool, and the **test** accuracy at that lr (mean ± std over seeds) is reported. "
               "Linear probe: a logistic regression on the frozen `pre_logits` features of the training part, scored on the test part; "
@@ -326,7 +326,7 @@ def plot_tau(a: dict, path: Path) -> None:
 
 def write_report(cells: list[dict], estimators: list[str], settings: dict, out_dir: str | Path, command: str) -> Path:
     """``out_dir/bench_report.md`` + ``tau_per_estimator.png`` + ``scatter_<target>.png`` per target
-    + ``advisor_score.toml`` (the chosen default, :mod:`advisor.advisor_score`)."""
+    + ``advisor_score.toml`` (the chosen default, :mod:`advisor.ranking.advisor_score`)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     a = analyse(cells, estimators)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from advisor.errors import AdvisorError
-from advisor.features import PRE_LOGITS, cut_names
+from advisor.ranking.features import PRE_LOGITS, cut_names
 
 
 @dataclass

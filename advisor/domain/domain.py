@@ -70,7 +70,7 @@ MIN_IMAGES = 2
 
 def _as_array(image) -> np.ndarray:
     """An image (PIL, or array [H, W] / [H, W, 1] / [H, W, 3]: uint8, uint16 or float in [0, 1], see
-    :func:`advisor.probe.pixels_to_uint8`) as uint8 [H, W, 3], downscaled so the longer side is at most MAX_SIDE."""
+    :func:`advisor.data.probe.pixels_to_uint8`) as uint8 [H, W, 3], downscaled so the longer side is at most MAX_SIDE."""
     from PIL import Image
 
     if isinstance(image, Image.Image):
@@ -81,7 +81,7 @@ def _as_array(image) -> np.ndarray:
             arr = arr[..., 0]
         if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] != 3):
             raise ValueError(f"an image must be [H, W] or [H, W, 3], got shape {arr.shape}")
-        from advisor.probe import pixels_to_uint8
+        from advisor.data.probe import pixels_to_uint8
 
         im = Image.fromarray(pixels_to_uint8(arr, "an image")).convert("RGB")  # refuses NaN or floats outside [0, 1]
     if max(im.size) > MAX_SIDE:
@@ -223,7 +223,7 @@ class Reference:
 
 
 def user_domains_dir() -> Path:
-    from advisor.cache import default_home
+    from advisor.store.cache import default_home
 
     return default_home() / "domains"
 
@@ -298,7 +298,7 @@ def source_for_model(model_id: str) -> str:
     ``pretrain`` text or the timm tag: CIFAR-10/100 → ``cifar10``/``cifar100``; a catalog entry whose
     ``domain`` is not photos → its data set's name (``mnist``, ``svhn``, ``fer2013``, ...); otherwise
     imagenet (ImageNet tags ``.in1k``, ``.in22k``, ...; timm's default pre-training)."""
-    from advisor.models import catalog_entry
+    from advisor.models.models import catalog_entry
 
     entry = catalog_entry(model_id) or {}
     text = (entry.get("pretrain") or model_id).lower()
@@ -320,7 +320,7 @@ def model_source(model_id: str) -> tuple[str, str | None]:
     or a one-line error (with a did-you-mean) for an id that names no known model. Catalog names and
     timm architectures (with or without a pretrained tag) are known; ids of another source
     (``hf-hub:``, ``file:``, ``local-dir:``, a plugin's) are accepted as given."""
-    from advisor.models import catalog, catalog_entry, parse_model_id
+    from advisor.models.models import catalog, catalog_entry, parse_model_id
 
     ref = parse_model_id(model_id)
     entry = catalog_entry(model_id)
@@ -567,13 +567,13 @@ def table2_scale(ref: Reference) -> tuple[dict, str]:
 
 def probe_features(spec: str, *, split: str | None = "train", max_images: int | None = 1000, seed: int = 0, warn=None,
                    progress=None):
-    """Load a probe (any format of ``advisor.probe``), decode a seeded sample of at most
+    """Load a probe (any format of ``advisor.data.probe``), decode a seeded sample of at most
     ``max_images`` images, and return ``(features [n, 22], n_total, n_unreadable)``; ``n_total`` is the
     number of images in the split, the data amount N by default. Labels are not needed: a one-class
     folder is fine. Images are decoded one at a time (reduced while decoding, see
-    :data:`advisor.probe.DECODE_SIDE`), so memory does not grow with the sample. ``progress`` (an
-    :class:`advisor.ranking.Progress`) follows the images, one step each."""
-    from advisor.probe import iter_images, load_probe
+    :data:`advisor.data.probe.DECODE_SIDE`), so memory does not grow with the sample. ``progress`` (an
+    :class:`advisor.ranking.ranking.Progress`) follows the images, one step each."""
+    from advisor.data.probe import iter_images, load_probe
 
     probe = load_probe(spec, split=split, min_classes=1)
     n_total = len(probe)

@@ -89,7 +89,7 @@ class LoadedModel:
 class ModelSource(Protocol):
     """What a model-source plugin registers (see the ``register_model_sources`` hook).
 
-    A source may also have ``available(ctx) -> list[advisor.model_list.Offer]``: the ids it can
+    A source may also have ``available(ctx) -> list[advisor.models.model_list.Offer]``: the ids it can
     serve without being told about them (catalog entries, weights-directory files, hub-cache repos),
     which ``advisor models`` lists and ``--models`` globs match. Sources without it list nothing."""
 
@@ -161,10 +161,10 @@ def split_model_ids(values: list[str] | str) -> list[str]:
 def model_ids_option(values: list[str], weights_dir: Path | None = None) -> list[str]:
     """``--models`` values → ids (:func:`split_model_ids`), each glob (``'tf_efficientnet_lite*'``)
     replaced by the models available offline that it matches, as ``advisor models`` lists them with
-    ``weights_dir`` (:func:`advisor.model_list.expand_model_ids`). Raises :class:`AdvisorError` when
+    ``weights_dir`` (:func:`advisor.models.model_list.expand_model_ids`). Raises :class:`AdvisorError` when
     the option is given but names no model (``-m ""``, ``-m ,``: not the same as leaving ``--models``
     out, the defaults) and when a glob matches no available model."""
-    from advisor.model_list import expand_model_ids
+    from advisor.models.model_list import expand_model_ids
 
     ids = split_model_ids(values)
     if values and not ids:

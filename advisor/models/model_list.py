@@ -2,7 +2,7 @@
 and the globs of ``--models``.
 
 Each model source may offer the ids it serves without being told about them, through its
-``available(ctx)`` method (see :class:`advisor.models.ModelSource`): the ``timm`` source offers the
+``available(ctx)`` method (see :class:`advisor.models.models.ModelSource`): the ``timm`` source offers the
 catalog (``registry/models.toml``, whose EfficientNet-Lites the ``embedded`` extra's packages ship),
 the files of the weights directory and the ``timm/`` repos of the Hugging Face cache; the ``hf-hub``
 source the other timm-style repos of that cache. Every offered id is then resolved as ``advisor rank``
@@ -22,7 +22,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from advisor.errors import AdvisorError
-from advisor.models import (
+from advisor.models.models import (
     WEIGHT_SUFFIXES,
     ResolveContext,
     catalog,
@@ -127,7 +127,7 @@ def is_timm_name(name: str) -> bool:
     import timm
     from timm.models import get_pretrained_cfg
 
-    from advisor.loading import register_plugin_architectures
+    from advisor.models.loading import register_plugin_architectures
 
     register_plugin_architectures()
     if not timm.is_model(name):
@@ -144,7 +144,7 @@ def weights_dir_models(weights_dir: Path) -> list[Offer]:
     """The models a weights directory serves by name besides the catalog's: the entries of its
     ``advisor-weights.toml`` manifest, and every other weights file under the name that finds it
     (``resnet50.a1_in1k.safetensors`` → ``resnet50.a1_in1k``, ``resnet18.timm.safetensors`` →
-    ``resnet18``; see :func:`advisor.models.weights_dir_entry`). A file whose name is no architecture
+    ``resnet18``; see :func:`advisor.models.models.weights_dir_entry`). A file whose name is no architecture
     is offered with the ``file:`` id to use instead; a manifest name with glob characters, which
     ``--models`` would read as a glob, is left out. Raises :class:`AdvisorError` for a manifest that
     is not valid TOML."""
@@ -233,7 +233,7 @@ def _offers(ctx: ResolveContext) -> list[Offer]:
             continue
         for offer in offers:
             if not isinstance(offer, Offer):
-                report_problem(owner, "available", f"offered {offer!r}, not an advisor.model_list.Offer: ignored")
+                report_problem(owner, "available", f"offered {offer!r}, not an advisor.models.model_list.Offer: ignored")
             elif offer.id not in found:
                 found[offer.id] = offer
     return list(found.values())

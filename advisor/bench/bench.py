@@ -5,9 +5,9 @@ fine-tuning does, on targets it was not tuned on. This module produces the evide
 work called *runs*, each keyed by a content hash of everything that determines its numbers:
 
 1. **Fine-tunes** (ground truth) per (model, target), with the validation machinery
-   (:mod:`advisor.finetune`): a full fine-tune (cut ``pre_logits``, nothing frozen; the schedule of
+   (:mod:`advisor.validation.finetune`): a full fine-tune (cut ``pre_logits``, nothing frozen; the schedule of
    Plested & Gedeon 2019) for every backbone lr of the grid × every seed. The target's own
-   ``train``/``test`` splits are used when present (otherwise :func:`advisor.validate.train_val_split`'s
+   ``train``/``test`` splits are used when present (otherwise :func:`advisor.validation.validate.train_val_split`'s
    stratified hold-out is the test part); a stratified, seeded ``val_fraction`` of the training pool
    is carved out to choose the lr (by mean validation accuracy over seeds), and the test accuracy at
    that lr (mean ± std over seeds) is the model's ground truth. The test part never influences a choice.
@@ -18,7 +18,7 @@ work called *runs*, each keyed by a content hash of everything that determines i
 3. **Linear probe** per (model, target): a logistic regression on the frozen ``pre_logits`` features
    of the training part, scored on the test part. A fine-tune that ends below it was under-trained
    (too few epochs, a bad lr) and is flagged in the report: not evidence about the model.
-4. **Scores**: :func:`advisor.ranking.rank` with every registered estimator on the training part
+4. **Scores**: :func:`advisor.ranking.ranking.rank` with every registered estimator on the training part
    (capped like the runs), at every cut, in the parent process.
 
 **Input size.** ``img_size`` caps every model's input: a model gets ``min(its own size, img_size)``
@@ -34,7 +34,7 @@ independent runs in N processes, each with ``cores // N`` torch threads; workers
 Each finished (model, target) is one ``bench_cells`` row (its evidence as JSON) from which
 ``advisor bench --report-only`` rebuilds the report without any computation. ``--plan`` counts the
 runs and times a few SGD steps per model to estimate the wall time, training nothing.
-Metrics live in :mod:`advisor.bench_metrics`, the report in :mod:`advisor.bench_report`.
+Metrics live in :mod:`advisor.bench.bench_metrics`, the report in :mod:`advisor.bench.bench_report`.
 """
 
 from __future__ import annotations
@@ -54,14 +54,14 @@ from pathlib import Path
 import numpy as np
 import tomllib
 
-from advisor import cache
+from advisor.store import cache
 from advisor.errors import AdvisorError
-from advisor.features import PRE_LOGITS
-from advisor.models import ResolveContext, Resolved, resolve_model
-from advisor.probe import Probe, load_probe
+from advisor.ranking.features import PRE_LOGITS
+from advisor.models.models import ResolveContext, Resolved, resolve_model
+from advisor.data.probe import Probe, load_probe
 
 BENCH_VERSION = "2"  # bump when the protocol code changes the numbers: run keys include it
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "registry" / "bench.toml"
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "registry" / "bench.toml"
 RUNS_CSV = Path("benchmarks/bench_runs.csv")
 SCORES_CSV = Path("benchmarks/bench_scores.csv")  # beside the runs CSV: the estimators' scores, portable the same way
 MIN_IMG_SIZE = 32  # the ImageNet models downsample by 32
@@ -82,7 +82,7 @@ def shared_root() -> Path:
     """``$ADVISOR_SHARED``, else ``<repo>/../shared`` (the workplace's checkpoints and datasets)."""
     if os.environ.get("ADVISOR_SHARED"):
         return Path(os.environ["ADVISOR_SHARED"]).expanduser()
-    return Path(__file__).resolve().parents[2] / "shared"
+    return Path(__file__).resolve().parents[3] / "shared"
 
 
 def cpu_cores() -> int:
@@ -305,7 +305,7 @@ def split_target(spec: str, s: Settings) -> TargetParts:
     capped at ``max_train / (1 − val_fraction)`` so the training part is about ``max_train``."""
     from sklearn.model_selection import StratifiedShuffleSplit
 
-    from advisor.validate import _stratified_take, _sub, train_val_split
+    from advisor.validation.validate import _stratified_take, _sub, train_val_split
 
     seed = s.seeds[0]
     if _own_test_split(spec):
@@ -382,7 +382,7 @@ def part_identity(probe: Probe, spec: str) -> str:
 @dataclass
 class ModelInfo:
     """One model as the benchmark uses it: its own input size, the size it gets under the cap
-    (``img_override`` is what :func:`advisor.loading.build_model` is given: None = its own), its
+    (``img_override`` is what :func:`advisor.models.loading.build_model` is given: None = its own), its
     cuts and the defrost cuts chosen among them."""
 
     model_id: str
@@ -423,9 +423,9 @@ def pick_defrost_cuts(default: list[str], all_cuts: list[str], spec: int | tuple
 
 def model_info(model_id: str, ctx: ResolveContext, s: Settings) -> ModelInfo:
     """Build the model once (CPU, no training) for its input size and cut names."""
-    from advisor.features import cut_names
-    from advisor.loading import build_model
-    from advisor.validate import default_cuts
+    from advisor.ranking.features import cut_names
+    from advisor.models.loading import build_model
+    from advisor.validation.validate import default_cuts
 
     resolved = resolve_model(model_id, ctx)
     loaded = build_model(resolved)
@@ -464,14 +464,14 @@ class Job:
 
 def protocol(backbone_lr: float, s: Settings, per_class: float):
     """Plested & Gedeon 2019's full fine-tune (nothing frozen): backbone at ``backbone_lr``, head at factor × that."""
-    from advisor import finetune as ft
+    from advisor.validation import finetune as ft
 
     return replace(ft.finetune(per_class, epochs=s.epochs, freeze=None, batch_size=s.batch_size),
                    lr=backbone_lr * s.head_lr_factor, lr_transferred=backbone_lr)
 
 
 def run_key(kind: str, model_key: str, part_keys, payload: dict) -> str:
-    from advisor.validate import RECIPE_VERSION
+    from advisor.validation.validate import RECIPE_VERSION
 
     blob = json.dumps([BENCH_VERSION, RECIPE_VERSION, kind, model_key, list(part_keys), payload], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
@@ -480,7 +480,7 @@ def run_key(kind: str, model_key: str, part_keys, payload: dict) -> str:
 def cell_jobs(info: ModelInfo, parts: TargetParts, s: Settings, part_keys, weights_dir, device: str) -> list[Job]:
     """Every run of one (model, target): its linear probe, the fine-tunes (lr × seed) and the defrost
     runs (cut × ``defrost_seed``), in that order."""
-    from advisor import finetune as ft
+    from advisor.validation import finetune as ft
 
     per_class = len(parts.train) / max(parts.train.num_classes, 1)
     common = dict(model_id=info.model_id, target=parts.spec, weights_dir=str(weights_dir) if weights_dir else None, settings=s,
@@ -509,8 +509,8 @@ _PREPARED: dict = {}  # the (model, target) this process prepared last: model, s
 def _prepared(job: Job) -> dict:
     import torch
 
-    from advisor.loading import build_model
-    from advisor.split import stages
+    from advisor.models.loading import build_model
+    from advisor.validation.split import stages
 
     k = (job.model_id, job.target, job.weights_dir, job.img_override, job.settings.key())
     if _PREPARED.get("key") == k:
@@ -532,7 +532,7 @@ def _prepared(job: Job) -> dict:
 def _tensors(loaded, parts: TargetParts) -> dict:
     import torch
 
-    from advisor.validate import preprocess_all
+    from advisor.validation.validate import preprocess_all
 
     out = {}
     for name in ("train", "val", "test"):
@@ -544,7 +544,7 @@ def _tensors(loaded, parts: TargetParts) -> dict:
 def _pre_logits(module, x):
     import torch
 
-    from advisor.features import micro_batches
+    from advisor.ranking.features import micro_batches
 
     module.eval()
     with torch.inference_mode():
@@ -577,7 +577,7 @@ def run_job(job: Job) -> dict:
     """Run one job and return its record (:data:`RUN_COLUMNS`); touches no cache, writes nothing."""
     import torch
 
-    from advisor import finetune as ft
+    from advisor.validation import finetune as ft
 
     c = _prepared(job)
     st, module, x, theta_a, parts = c["st"], c["module"], c["x"], c["theta_a"], c["parts"]
@@ -909,9 +909,9 @@ def time_model(info: ModelInfo, s: Settings, threads: int, n_classes: int = 10, 
     machine does now) and ``idle`` (process CPU time / threads: what it would do without other jobs)."""
     import torch
 
-    from advisor import finetune as ft
-    from advisor.loading import build_model
-    from advisor.split import stages
+    from advisor.validation import finetune as ft
+    from advisor.models.loading import build_model
+    from advisor.validation.split import stages
 
     def timed(fn, n=1):
         w0, c0 = time.perf_counter(), time.process_time()
@@ -963,9 +963,9 @@ def _time_scoring(module, x, s: Settings, n_score: int, n_classes: int, n_cuts: 
     """(attribution seconds per image, estimator arithmetic seconds per target), each as (wall, idle)."""
     import torch
 
-    from advisor.attributions import probe_attributions
+    from advisor.ranking.attributions import probe_attributions
     from advisor.estimators import get_estimator, safe_score
-    from advisor.features import forward_all_cuts
+    from advisor.ranking.features import forward_all_cuts
 
     ests = [get_estimator(e) for e in s.estimators]
     attr = (0.0, 0.0)
@@ -1130,7 +1130,7 @@ def _scores(plan: Plan, log, scores_csv: str | Path | None = None) -> dict:
     """``advisor.rank`` of every model on every target's score part, each model at its benchmark
     input size (its own or the cap): {(target, model): {"cuts", "scores", "n_score", "n_classes", "extract_seconds"}}.
     A pair already in ``scores_csv`` is read from it; a new one is appended to it as it is scored."""
-    from advisor.ranking import rank
+    from advisor.ranking.ranking import rank
 
     s = plan.cfg.settings
     known = read_scores(scores_csv) if scores_csv is not None else {}
@@ -1232,7 +1232,7 @@ def bench(cfg: Config, *, report_only: bool = False, device: str | None = None, 
     and store one evidence cell per (model, target)."""
     if report_only:
         return load_cells(cfg)
-    from advisor.validate import pick_device
+    from advisor.validation.validate import pick_device
 
     dev = pick_device(device)
     if runs_csv is not None:
@@ -1337,7 +1337,7 @@ def run_plan(cfg: Config, *, workers: int = 1, device: str | None = None, runs_c
              log=lambda m: None) -> str:
     """``advisor bench --plan``: the run counts and the estimate; reads the cache and the runs CSV,
     times a few SGD steps per model, trains and writes nothing."""
-    from advisor.validate import pick_device
+    from advisor.validation.validate import pick_device
 
     plan = make_plan(cfg, pick_device(device), log, csv_path=runs_csv)
     threads = max(1, cpu_cores() // workers)

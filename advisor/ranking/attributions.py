@@ -1,6 +1,6 @@
 """Per-cut input attributions: the DEPARA nodes (Song et al. 2020, Song et al. 2020, §3.3.1, eq. 3).
 
-For every cut ``k`` of a timm model (the cuts of :func:`advisor.features.cut_names`: the
+For every cut ``k`` of a timm model (the cuts of :func:`advisor.ranking.features.cut_names`: the
 ``feature_info`` modules, shallow to deep, then ``pre_logits``) and every probe image ``x`` this
 computes the Gradient*Input attribution of eq. 3::
 
@@ -8,7 +8,7 @@ computes the Gradient*Input attribution of eq. 3::
 
 where ``F_k`` is the cut's *unpooled* output: the full ``[C, h, w]`` intermediate map for a
 feature cut (for ViTs timm returns the patch tokens as an NCHW map), the pre-logits vector for
-``pre_logits``. (The pooled vectors of :mod:`advisor.features` are what the DEPARA *edges*,
+``pre_logits``. (The pooled vectors of :mod:`advisor.ranking.features` are what the DEPARA *edges*,
 eq. 4, are built from; the nodes need the maps themselves, so the two are computed separately.)
 
 Departure from the paper: in DEPARA both networks see the *same* input tensor, so their
@@ -44,7 +44,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from advisor.features import CHUNK_PIXELS, cut_names, micro_batches
+from advisor.ranking.features import CHUNK_PIXELS, cut_names, micro_batches
 
 __all__ = ["CHUNK_PIXELS", "cut_attributions", "probe_attributions"]
 
@@ -73,7 +73,7 @@ def cut_attributions(module, x, grid: int = 16, *, micro_batch: int | None = Non
 
     ``module``: a timm model (``forward_intermediates`` / ``forward_head``) in eval mode.
     ``x``: ``float[B, 3, H, W]``, already preprocessed. Returns one ``float32[B, grid * grid]``
-    array per cut, in :func:`advisor.features.cut_names` order (feature cuts, then pre_logits):
+    array per cut, in :func:`advisor.ranking.features.cut_names` order (feature cuts, then pre_logits):
     the attribution map ``x ⊙ ∂‖F_k(x)‖²/∂x`` summed over input channels and average-pooled to
     ``grid × grid`` (see the module docstring for why, and how this departs from the paper).
 

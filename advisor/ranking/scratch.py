@@ -13,8 +13,8 @@ from __future__ import annotations
 import hashlib
 
 from advisor.errors import AdvisorError
-from advisor.models import LoadedModel, ModelRef, Resolved
-from advisor.probe import Probe
+from advisor.models.models import LoadedModel, ModelRef, Resolved
+from advisor.data.probe import Probe
 
 ARCH = "resnet20_cifar"
 IMG = 32
@@ -40,8 +40,8 @@ def train_scratch(resolved: Resolved, probe: Probe, images: dict) -> LoadedModel
     import torch.nn.functional as F
     import timm
 
-    from advisor.features import probe_batches
-    from advisor.loading import register_plugin_architectures
+    from advisor.ranking.features import probe_batches
+    from advisor.models.loading import register_plugin_architectures
 
     register_plugin_architectures()
     seed = resolved.kwargs["seed"]

@@ -4,7 +4,7 @@ which weights each model had (a hash of the weights file's bytes).
 ``rank``, ``layers`` and ``validate`` write one row of the cache's ``runs`` table per command (the
 arguments, the result, the three versions and the weights of every model) and put the same record
 in their ``--json`` output; ``advisor runs`` lists them. The weights hash and the model identity
-(build recipe + weights bytes) are :func:`advisor.bench.model_identity`'s, the one definition the
+(build recipe + weights bytes) are :func:`advisor.bench.bench.model_identity`'s, the one definition the
 benchmark keys its ground truth on: a model moved to another folder keeps its identity.
 
 Versions are read from the installed distributions' metadata, so a warm rerun still imports no torch.
@@ -17,7 +17,7 @@ import uuid
 from importlib import metadata
 from pathlib import Path
 
-from advisor import cache
+from advisor.store import cache
 
 
 def versions() -> dict[str, str | None]:
@@ -36,7 +36,7 @@ def versions() -> dict[str, str | None]:
 def weights_record(resolved) -> dict[str, str | None]:
     """``weights_sha256`` (the weights file's bytes; None when the model has no single file, e.g. a
     network trained on the probe) and ``model_identity`` (build recipe + weights bytes)."""
-    from advisor.bench import _file_sha, model_identity
+    from advisor.bench.bench import _file_sha, model_identity
 
     path = Path(resolved.weights) if resolved.weights else None
     if path is None or not path.is_file():
@@ -49,7 +49,7 @@ def weights_record(resolved) -> dict[str, str | None]:
 def annotate_rows(rows: list[dict], models) -> dict[str, dict]:
     """Add ``versions``, ``weights_sha256`` and ``model_identity`` to every result row (in place)
     and return ``{model id: weights record}`` for the ``runs`` row. ``models``: objects with
-    ``model_id`` and ``resolved`` (:class:`advisor.ranking.ModelFeatures`)."""
+    ``model_id`` and ``resolved`` (:class:`advisor.ranking.ranking.ModelFeatures`)."""
     record = {m.model_id: weights_record(m.resolved) for m in models}
     vers = versions()
     empty = {"weights_sha256": None, "model_identity": None}

@@ -28,7 +28,7 @@ import warnings
 
 import numpy as np
 
-from advisor.checks import EstimatorInputError, as_matrix, centred, check_same_rows, require_variance
+from advisor.numeric.checks import EstimatorInputError, as_matrix, centred, check_same_rows, require_variance
 
 __all__ = ["cka", "information_imbalance", "information_imbalance_pair"]
 
@@ -44,7 +44,7 @@ _REL_TOL = 1e-10
 
 
 # ----------------------------------------------------------------------------------------------
-# validation (advisor.checks: the estimators' one input-check kit)
+# validation (advisor.numeric.checks: the estimators' one input-check kit)
 # ----------------------------------------------------------------------------------------------
 # Every measure here needs at least this many points (the debiased HSIC divides by N - 3).
 MIN_POINTS = 4
@@ -59,7 +59,7 @@ def _validate_pair(x, y, names: tuple[str, str]) -> tuple[np.ndarray, np.ndarray
 
 
 def _centre(name: str, arr: np.ndarray) -> np.ndarray:
-    """Column-centre ``arr`` (constant columns exactly 0: :func:`advisor.checks.centred`) and scale it
+    """Column-centre ``arr`` (constant columns exactly 0: :func:`advisor.numeric.checks.centred`) and scale it
     to unit Frobenius norm (CKA and distance *ranks* are invariant to both; the scaling only
     protects the 4th powers in HSIC from overflow). Raises if every feature is constant (zero
     total variance)."""
@@ -236,7 +236,7 @@ def cka(X, Y, kernel: str = "linear", threshold: float = 1.0, debiased: bool = F
     input give the same value; invariant to rescaling either, to translations and rotations, and to
     appending constant features).
 
-    Raises :class:`advisor.checks.EstimatorInputError` (a ValueError) for non-numeric, non-2-D or
+    Raises :class:`advisor.numeric.checks.EstimatorInputError` (a ValueError) for non-numeric, non-2-D or
     non-finite inputs, N < 4, different N, a representation whose features are *all* constant
     (zero total variance: CKA is 0/0), or (RBF) a zero median distance; ValueError for an unknown
     kernel or a non-positive threshold. Individual constant features (e.g. dead ReLU channels) are fine.
@@ -404,7 +404,7 @@ def information_imbalance_pair(A, B, k: int = 1, max_points: int | None = None, 
     ``A`` float[N, D1], ``B`` float[N, D2] (any real dtype, float64 inside). Invariant to rescaling
     either (ranks) and to appending constant features, up to the rounding tolerance.
 
-    Raises :class:`advisor.checks.EstimatorInputError` (a ValueError) for non-numeric, non-2-D or
+    Raises :class:`advisor.numeric.checks.EstimatorInputError` (a ValueError) for non-numeric, non-2-D or
     non-finite inputs, N < 4 or different N; ValueError for k not an integer in [1, n_used - 1] or
     max_points < 4.
     """

@@ -8,7 +8,7 @@
   Song et al. 2020 §3.5); ``cut`` defaults to ``pre_logits``. Its features (and attributions when an
   estimator needs them) come from the same cached pipeline as any candidate;
 - ``scratch``: a small network trained from scratch on the probe (Gerace et al. 2023), see
-  :mod:`advisor.scratch`; its pre-logits features serve as the target representation.
+  :mod:`advisor.ranking.scratch`; its pre-logits features serve as the target representation.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from advisor.errors import AdvisorError
-from advisor.features import PRE_LOGITS
-from advisor.probe import Probe
+from advisor.ranking.features import PRE_LOGITS
+from advisor.data.probe import Probe
 
 
 @dataclass

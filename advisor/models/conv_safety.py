@@ -6,7 +6,7 @@ process dies with a segmentation fault (or ``free(): invalid next size`` / abort
 ``nn.Conv2d(8, 16, 1, stride=2, bias=False)`` on ``[B, 8, 60, 60]``. oneDNN's tracker has the same
 fault open (1x1 backward-weights in NHWC with fewer input channels than the kernel's channel block)
 and reports that it can also hang or return wrong weight gradients. :func:`finetune.train
-<advisor.finetune.train>` moves every model to channels-last and trains it, so any model with such a
+<advisor.validation.finetune.train>` moves every model to channels-last and trains it, so any model with such a
 layer was exposed.
 
 Findings (torch 2.14.1 CPU, one thread, each case in its own subprocess: ``y = conv(x)`` and

@@ -1,6 +1,6 @@
 """``advisor validate``: measure what the estimators predict with short fine-tunes.
 
-For each model and cut, :mod:`advisor.finetune` trains what lies after the frozen prefix on the
+For each model and cut, :mod:`advisor.validation.finetune` trains what lies after the frozen prefix on the
 probe's training part and measures accuracy on its held-out part; repeats use seeds ``seed, seed+1,
 ...``. Every finished run is one row of ``validation_runs`` in the DuckDB cache, written in its own
 transaction when the run ends, keyed by everything that determines it (model fingerprint, the two
@@ -21,12 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from advisor import cache
+from advisor.store import cache
 from advisor.errors import AdvisorError
-from advisor.features import PRE_LOGITS
-from advisor.models import ResolveContext, resolve_model
-from advisor.probe import SPLIT_NAMES, Probe, load_probe, subsample_indices
-from advisor.ranking import MIN_IMAGES
+from advisor.ranking.features import PRE_LOGITS
+from advisor.models.models import ResolveContext, resolve_model
+from advisor.data.probe import SPLIT_NAMES, Probe, load_probe, subsample_indices
+from advisor.ranking.ranking import MIN_IMAGES
 
 RECIPE_VERSION = "1"  # bump when training code changes the numbers: run keys include it
 HELD_OUT_FRACTION = 0.3
@@ -58,7 +58,7 @@ class ValidationResult:
     agreement: list[dict]  # {scope, estimator, n, weighted_tau}
     device: str
     warnings: list[str] = field(default_factory=list)  # small held-out part, τ over few models, --top short, ...
-    versions: dict = field(default_factory=dict)  # advisor, timm, torch (advisor.repro)
+    versions: dict = field(default_factory=dict)  # advisor, timm, torch (advisor.store.repro)
     weights: dict = field(default_factory=dict)  # model id -> {weights_sha256, model_identity}
     run_id: str | None = None  # the row of the cache's runs table (`advisor runs`)
 
@@ -257,10 +257,10 @@ def validate(
     """Validate ``models`` (or the ``top`` picks of the last ``rank``) at ``cuts`` on ``spec``.
 
     ``log(msg)`` gets progress lines, ``warn(msg)`` warnings (default: ``log("warning: ...")``); the
-    warnings are also kept in the result's ``warnings``. ``progress`` (an :class:`advisor.ranking.Progress`)
+    warnings are also kept in the result's ``warnings``. ``progress`` (an :class:`advisor.ranking.ranking.Progress`)
     is told where each model's weights were found and follows the fine-tunes (one step per run)."""
-    from advisor import finetune as ft
-    from advisor.small_samples import held_out_note, taken_note, top_note
+    from advisor.validation import finetune as ft
+    from advisor.data.small_samples import held_out_note, taken_note, top_note
 
     notes: list[str] = []
     pending: list[str] = []  # warned once every input is checked: a bad input stays one error line
@@ -288,7 +288,7 @@ def validate(
     ctx = ResolveContext(weights_dir=Path(weights_dir).expanduser() if weights_dir else None, offline=offline)
     resolved = {m: resolve_model(m, ctx) for m, _ in picks}  # fail fast on a typo, before any work
     if progress is None:
-        from advisor.ranking import Progress
+        from advisor.ranking.ranking import Progress
 
         progress = Progress()
     for m, r in resolved.items():
@@ -308,7 +308,7 @@ def validate(
     for note in pending:
         _warn(note)
     log(f"probe: {split_note}; protocol {proto.name} {proto.as_dict()}; device {dev}")
-    from advisor.repro import finish_run, start_run, versions, weights_record
+    from advisor.store.repro import finish_run, start_run, versions, weights_record
 
     run_id = start_run("validate", {"probe": spec, "train_hash": train.hash, "val_hash": val.hash, "models": [m for m, _ in picks],
                                     "top": top, "cuts": cuts, "protocol": proto.name, "hyperparams": proto.as_dict(),
@@ -334,9 +334,9 @@ def _prepare(model_id, resolved, cuts, proto, ranked_cut: str | None = None):
     default range plus the cut the last ``rank`` picked for this model (``ranked_cut``)."""
     import torch
 
-    from advisor.features import cut_names
-    from advisor.loading import build_model
-    from advisor.split import stages
+    from advisor.ranking.features import cut_names
+    from advisor.models.loading import build_model
+    from advisor.validation.split import stages
 
     loaded = build_model(resolved)
     module = loaded.module
@@ -358,8 +358,8 @@ def preprocess_all(loaded, probe: Probe, what: str, needed_by: str):
     needs every image, so an unreadable one is a one-line error naming ``what`` and ``needed_by``."""
     import torch
 
-    from advisor.features import probe_batches
-    from advisor.probe import decode_all
+    from advisor.ranking.features import probe_batches
+    from advisor.data.probe import decode_all
 
     images, unreadable = decode_all(probe)
     if unreadable:
@@ -371,7 +371,7 @@ def preprocess_all(loaded, probe: Probe, what: str, needed_by: str):
 def _validate_model(model_id, resolved, loaded, st, wanted, train, val, proto, repeats, seed, dev, log, progress=None) -> list[ValidationRow]:
     import torch
 
-    from advisor import finetune as ft
+    from advisor.validation import finetune as ft
 
     module = loaded.module
     keys = {(c, seed + r): run_key(resolved.fingerprint, train, val, c, proto, seed + r) for c in wanted for r in range(repeats)}
@@ -422,7 +422,7 @@ def _random_init(resolved, num_classes: int, seed: int) -> dict:
     import timm
     import torch
 
-    from advisor.loading import register_plugin_architectures
+    from advisor.models.loading import register_plugin_architectures
 
     register_plugin_architectures()
     torch.manual_seed(seed)
@@ -478,7 +478,7 @@ def close_the_loop(spec, train: Probe, rows: list[ValidationRow], estimators, ct
     best measured cut vs its best-cut score) and across the cuts of each model (≥ 3 cuts). ``warn``
     is told when the τ across models rests on fewer than 4 models."""
     from advisor.estimators import get_estimator
-    from advisor.ranking import rank
+    from advisor.ranking.ranking import rank
 
     done = [r for r in rows if r.status == "done" and r.val_acc is not None]
     models = list(dict.fromkeys(r.model for r in done))
@@ -512,7 +512,7 @@ def close_the_loop(spec, train: Probe, rows: list[ValidationRow], estimators, ct
             if len(cuts) >= 3:
                 tau = weighted_tau([mean_acc[(model, c)] for c in cuts], [scores[(est, model, c)] for c in cuts])
                 agreement.append({"scope": f"cuts of {model}", "estimator": est, "n": len(cuts), "weighted_tau": tau})
-    from advisor.small_samples import tau_note
+    from advisor.data.small_samples import tau_note
 
     few = [a["estimator"] for a in agreement if a["scope"] == "models"]
     if warn is not None and few and (note := tau_note(len(models), few)):

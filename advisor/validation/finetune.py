@@ -28,9 +28,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from advisor.conv_safety import guard_channels_last
-from advisor.features import PRE_LOGITS, to_nhwc
-from advisor.split import Stages
+from advisor.models.conv_safety import guard_channels_last
+from advisor.ranking.features import PRE_LOGITS, to_nhwc
+from advisor.validation.split import Stages
 
 # Seed 004 Table 2: training examples per class -> epochs at the initial high learning rate.
 TABLE2_PER_CLASS = (10, 25, 50, 100, 250, 500, 1300)  # "Full" ILSVRC2012 subset: ~1,300 per class
@@ -194,7 +194,7 @@ def train(st: Stages, cut: str, protocol: Protocol, train_h, train_y, val_h, val
         result.test_acc = evaluate(st, frozen_cut, to_nhwc(test_h.to(device)), test_y.to(device))
     model.eval()
     if protocol.name == "finetune" and theta_a is not None and theta_r is not None:
-        from advisor.transferability import (
+        from advisor.numeric.transferability import (
             layer_transferability,
             network_transferability,
         )

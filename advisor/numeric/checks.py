@@ -1,8 +1,8 @@
 """One input-check kit for the estimators, in the manner of scikit-learn's ``check_array`` /
 ``check_X_y``: numpy only (no torch), every failure one :class:`EstimatorInputError` naming the input.
 
-Every estimator plugin (``plugins/*.py``) and the seed modules (:mod:`advisor.similarity`,
-:mod:`advisor.depara`) take their arrays through these functions, so that the same inputs are
+Every estimator plugin (``plugins/*.py``) and the seed modules (:mod:`advisor.numeric.similarity`,
+:mod:`advisor.numeric.depara`) take their arrays through these functions, so that the same inputs are
 refused everywhere with the same words, and the arithmetic they all repeat is done one way:
 
 * :func:`as_matrix` -- any array-like -> ``float64[N, D]``, C-contiguous, finite, ``N >= min_rows``.

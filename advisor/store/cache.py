@@ -90,7 +90,7 @@ MIGRATIONS = (
         created_at TIMESTAMP DEFAULT current_timestamp);
     """,
     # 5 (runs_reproducibility): every run records the advisor, timm and torch versions that computed it
-    # and the weights of each model ({model id: {weights_sha256, model_identity}}; advisor.repro).
+    # and the weights of each model ({model id: {weights_sha256, model_identity}}; advisor.store.repro).
     """
     ALTER TABLE runs ADD COLUMN advisor_version VARCHAR;
     ALTER TABLE runs ADD COLUMN timm_version VARCHAR;
