@@ -5,7 +5,7 @@
 
 ``--write-ref`` (re)builds the shipped reference ``registry/domains/imagenet.npz`` from
 ``../shared/data/imagenet_sample/images`` (all 1,000 images) together with its Table-2 calibration
-(the flowers17 train split = Chen et al. 2022's Flowers; see ``advisor.domain.domain.anchor_scale``). Without it the
+(the flowers17 train split = Chen et al. 2022's Flowers; see ``advisor.domain.advice.anchor_scale``). Without it the
 shipped reference is used as is (and its calibration is re-measured and compared).
 """
 
@@ -40,7 +40,7 @@ def main() -> None:
     args = ap.parse_args()
     if not DATA.is_dir():
         sys.exit(f"{DATA} is absent")
-    from advisor.domain import domain
+    import advisor.domain as domain
 
     t0 = time.perf_counter()
     ref_path = REPO / "registry" / "domains" / "imagenet.npz"
@@ -114,7 +114,7 @@ def main() -> None:
         "",
         "## Eq. 3 and the Table 2 refit",
         "",
-        "z-scores over the 12 datasets of Table 2 (`registry/seed000_table2.csv`, population std):",
+        "z-scores over the 12 datasets of Table 2 (`registry/chen2022_table2.csv`, population std):",
         "",
         "| | mean | std |",
         "|---|---|---|",

@@ -1,4 +1,4 @@
-"""advisor.domain.domain (Chen et al. 2022 domain gap / width / eq. 3) and `advisor domain`: the math against
+"""advisor.domain (Chen et al. 2022 domain gap / width / eq. 3) and `advisor domain`: the math against
 hand-computed or independent facts, bad inputs as one-line errors, and the shared data sets."""
 
 from __future__ import annotations
@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from conftest import SHARED, assert_one_line_error, write_images
 
-from advisor.domain import domain
+import advisor.domain as domain
+from advisor.domain.features import rgb_array
+from advisor.errors import AdvisorError
 
 DATA = SHARED / "data"
 needs_data = pytest.mark.skipif(not (DATA / "imagenet_sample").is_dir(), reason="../shared/data is absent")
@@ -53,7 +55,7 @@ def test_huge_images_are_downscaled_and_tiny_ones_work():
     big = np.tile(np.linspace(0, 255, 3000, dtype=np.uint8), (2000, 1))
     f = domain.image_features(big)
     assert np.all(np.isfinite(f)) and f[0] == pytest.approx(0.5, abs=0.01)
-    assert domain._as_array(big).shape[:2] == (341, 512)
+    assert rgb_array(big).shape[:2] == (341, 512)
     assert np.all(np.isfinite(domain.image_features(np.zeros((2, 2), np.uint8))))
 
 
@@ -134,9 +136,9 @@ def test_refit_recovers_exact_coefficients_and_rejects_bad_rows():
     fit = domain.refit(np.column_stack([G, W, N, T]))
     np.testing.assert_allclose(fit.coef, [0.1, -0.3, -0.7, 2.0], atol=1e-9)
     assert fit.r == pytest.approx(1.0)
-    with pytest.raises(domain.AdvisorError, match="at least 6"):
+    with pytest.raises(AdvisorError, match="at least 6"):
         domain.refit([(1, 2, 3, 4)] * 3)
-    with pytest.raises(domain.AdvisorError, match="T > 0"):
+    with pytest.raises(AdvisorError, match="T > 0"):
         domain.refit([(1, 2, 100, -1)] * 6)
 
 

@@ -103,7 +103,7 @@ def show(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """G, W, N of PROBE against the source domain, the predicted T_FB with its band, and what it means for freezing."""
-    from advisor.domain import domain
+    import advisor.domain as domain
 
     if not 0.5 <= level < 1.0:
         raise AdvisorError(f"--level must be in [0.5, 1), got {level}", "e.g. --level 0.9")
@@ -158,7 +158,7 @@ def build_ref(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing reference of that name."),
 ) -> None:
     """Compute the 22 domain features of FOLDER and store them as the source reference NAME ($ADVISOR_HOME/domains/NAME.npz)."""
-    from advisor.domain import domain
+    import advisor.domain as domain
 
     domain.valid_name(name)
     if domain.is_shipped(name):  # a user file of that name would silently replace it everywhere it is named
@@ -178,7 +178,7 @@ def build_ref(
 @domain_app.command(epilog="Example: advisor domain refs --json")
 def refs(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
     """List the source references (shipped and your own)."""
-    from advisor.domain import domain
+    import advisor.domain as domain
 
     rows = []
     for name in domain.list_references():
@@ -199,7 +199,7 @@ def refs(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -
 def forecast_lines(probe: str, models: list[str], *, split: str | None, max_images: int | None, seed: int) -> list[tuple[str, dict | None]]:
     """``rank --domain`` / ``layers --domain``: one forecast line per pre-training domain among
     ``models`` (the forecast depends on the model only through that domain), as (text, result)."""
-    from advisor.domain import domain
+    import advisor.domain as domain
 
     lines = []
     by_source: dict[str, list[str]] = {}
