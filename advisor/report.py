@@ -162,7 +162,7 @@ def rank_report(path: Path, result, settings: dict, decision_lines: list[str] | 
         sections.append("Not ranked:\n\n" + "\n".join(f"- {m}: {why}" for m, why in result.failed.items()) + "\n")
     sections += [_decision(decision_lines), "## Settings\n", _settings(settings), _warnings(list(result.warnings)),
                  _repro(next((r.get("versions") for r in rows), None), weights, result.run_id)]
-    md = _doc(f"advisor rank: {p.source}", f"{p.summary()}" + (f", {len(p.skipped)} unreadable skipped" if p.skipped else "")
+    md = _doc(f"advisor rank: {p.spec}", f"{p.summary()}" + (f", {len(p.skipped)} unreadable skipped" if p.skipped else "")
               + (f"; reference: {result.reference}" if result.reference else ""), sections)
     return write_report(path, md, plots)
 
@@ -221,7 +221,7 @@ def layers_report(path: Path, profile, settings: dict, measured: dict | None = N
 
         plot(profile, png, measured)
 
-    md = _doc(f"advisor layers: {profile.model} on {p.source}", f"{p.summary()}; reference: {profile.result.reference}", sections)
+    md = _doc(f"advisor layers: {profile.model} on {p.spec}", f"{p.summary()}; reference: {profile.result.reference}", sections)
     return write_report(path, md, {"profile": draw})
 
 
@@ -245,5 +245,5 @@ def validate_report(path: Path, result, settings: dict) -> list[Path]:
         plots["profile"] = lambda png: plot_profiles(result, png)
         sections.append(_img(path, "profile", "defrosting profile"))
     sections += ["## Settings\n", _settings(settings), _warnings(result.warnings), _repro(result.versions, result.weights, result.run_id)]
-    md = _doc(f"advisor validate: {result.train.source}", f"{result.split_note}; device {result.device}", sections)
+    md = _doc(f"advisor validate: {result.train.spec}", f"{result.split_note}; device {result.device}", sections)
     return write_report(path, md, plots)

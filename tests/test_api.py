@@ -25,7 +25,7 @@ def _row(model, est, score, rank, cut="pre_logits", hib=True):
 
 @pytest.fixture
 def result():
-    probe = Probe(source="builtin:digits", items=tuple(range(12)), labels=np.arange(12) % 3, class_names=("a", "b", "c"), hash="h")
+    probe = Probe(spec="builtin:digits", items=tuple(range(12)), labels=np.arange(12) % 3, class_names=("a", "b", "c"), hash="h")
     rows = [_row("m1", "logme", 0.9, 1), _row("m3", "logme", 0.1, 3), _row("m2", "logme", 0.5, 2), _row("bad", "logme", None, None),
             _row("m2", "knn", 0.8, 1), _row("m1", "knn", 0.7, 2), _row("m3", "knn", 0.6, 3), _row("bad", "knn", None, None)]
     return RankResult(rows=rows, cut_scores=[], probe=probe)
@@ -44,7 +44,7 @@ def test_rank_result_reads_the_ranking_of_the_first_estimator(result):
 
 
 def test_empty_rank_result_is_falsy_and_has_no_best():
-    probe = Probe(source="x", items=(), labels=None, class_names=None, hash="h")
+    probe = Probe(spec="x", items=(), labels=None, class_names=None, hash="h")
     empty = RankResult(rows=[], cut_scores=[], probe=probe)
     assert empty.best is None and empty.top(3) == [] and len(empty) == 0 and "best=none" in repr(empty)
 

@@ -299,7 +299,7 @@ def test_validate_reports_one_step_per_fine_tune(image_folder, tiny_weights):
 
 
 def test_domain_features_report_each_image(image_folder):
-    from advisor.domain.domain import probe_features
+    from advisor.domain.analysis import probe_features
 
     rec = Recorder()
     X, n_total, _ = probe_features(str(image_folder), max_images=None, progress=rec.callbacks())

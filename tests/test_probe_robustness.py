@@ -12,7 +12,7 @@ from conftest import assert_one_line_error, write_images
 from PIL import Image
 
 from advisor import AdvisorError, load_probe
-from advisor.data.probe import DECODE_SIDE, open_image, pixels_to_uint8
+from advisor.data.images import DECODE_SIDE, open_image, pixels_to_uint8
 
 
 @pytest.fixture
@@ -144,7 +144,7 @@ def test_float_tiff_in_unit_range_is_scaled(tmp_path):
 def test_ambiguous_file_pixels_are_skipped_with_the_reason(tmp_path, name, arr, message):
     """An image whose pixels have no unambiguous meaning is treated like a corrupt file: skipped,
     counted, and the reason shown — never scored as clipped pixels."""
-    from advisor.data.probe import decode_all
+    from advisor.data.images import decode_all
 
     root = write_images(tmp_path / "p", {"a": 2, "b": 2})
     Image.fromarray(arr).save(root / "a" / name)
@@ -216,12 +216,12 @@ def test_npz_uint16_probe_loads_scaled(tmp_path):
 
 
 def test_npz_string_labels_map_like_a_csv(tmp_path):
-    from advisor.data.probe import _label_codes
+    from advisor.data.readers import label_codes
 
     names = np.array(["dog", "cat", "eel10", "eel2"] * 2)
     imgs = np.zeros((8, 4, 4), np.uint8)
     p = load_probe(str(_npz(tmp_path, images=imgs, labels=names)))
-    codes, classes = _label_codes(names.tolist())
+    codes, classes = label_codes(names.tolist())
     assert p.class_names == classes == ("cat", "dog", "eel2", "eel10") and p.labels.tolist() == codes.tolist()
     b = load_probe(str(_npz(tmp_path, "b.npz", images=imgs, labels=names.astype("S"))))
     assert b.class_names == p.class_names and b.labels.tolist() == p.labels.tolist()
@@ -416,7 +416,7 @@ def test_domain_unknown_model_is_an_error_with_did_you_mean(run_cli, image_folde
 
 
 def test_domain_model_picks_the_reference_of_its_pretraining(run_cli, image_folder):
-    from advisor.domain.domain import model_source
+    from advisor.domain.references import model_source
 
     assert model_source("tf_efficientnet_lite0") == ("imagenet", None)  # catalog 'domain = "photos"' is a description
     assert model_source("resnet56_cifar10")[0] == "cifar10" and model_source("ccexam_mnist")[0] == "mnist"

@@ -22,7 +22,7 @@ def ids(tiny_weights):
 
 def _probe(labels, classes):
     labels = np.asarray(labels)
-    return Probe(source="p", items=tuple(range(len(labels))), labels=labels, class_names=tuple(classes), hash="h")
+    return Probe(spec="p", items=tuple(range(len(labels))), labels=labels, class_names=tuple(classes), hash="h")
 
 
 def test_notes_say_when_and_only_when_the_sample_is_small():

@@ -48,7 +48,7 @@ def check_runnable(ests: list, probe, ref_kind: str, chosen: bool) -> None:
     if not ests or any(w is None for w in why.values()):
         return
     names = ", ".join(f"{n} {w}" for n, w in why.items())
-    src = probe.source
+    src = probe.spec
     if probe.labels is None and ref_kind == "none":
         raise AdvisorError(f"probe '{src}' is unlabelled and no --reference is given, so no estimator can run ({names})",
                            f"add {REFERENCE_RECIPE}, or label the images (one sub-folder per class)")

@@ -451,7 +451,7 @@ def _store(key, model_id, resolved, train, val, cut, proto, seed, res, prefix_s,
             "INSERT OR REPLACE INTO validation_runs (run_key, model_id, model_fp, probe, train_hash, val_hash, cut, protocol, "
             "hyperparams, seed, status, reason, epochs, history, val_acc, best_val_acc, seconds, prefix_seconds, device, "
             "tfb_layers, tfb_mean, tfb_note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [key, model_id, resolved.fingerprint, train.source, train.hash, val.hash, cut, proto.name, cache.dumps(proto.as_dict()),
+            [key, model_id, resolved.fingerprint, train.spec, train.hash, val.hash, cut, proto.name, cache.dumps(proto.as_dict()),
              seed, res.status, res.reason, len(res.history), cache.dumps(res.history), res.val_acc, res.best_val_acc,
              res.seconds, prefix_s, dev, cache.dumps(_json_safe(res.tfb_layers)), res.tfb_mean, res.tfb_note])
 
