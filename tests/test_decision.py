@@ -17,6 +17,7 @@ import pytest
 from conftest import SHARED, needs_shared
 
 from advisor.ranking import decision
+from advisor.ranking.decision import decide
 from advisor.data.probe import Probe
 
 WEIGHTS = SHARED / "models"
@@ -74,7 +75,7 @@ class _MF:
 
 
 def _probe(labels) -> Probe:
-    return Probe(source="synthetic", items=tuple(range(len(labels))), labels=labels, class_names=("a", "b", "c"), hash="h")
+    return Probe(spec="synthetic", items=tuple(range(len(labels))), labels=labels, class_names=("a", "b", "c"), hash="h")
 
 
 def test_half_sample_spread_separates_a_real_gap_from_a_tie():
@@ -254,7 +255,7 @@ def test_a_failed_decision_keeps_the_table(run_cli, tiny_probe, monkeypatch):
     def broken(*args, **kwargs):
         raise AdvisorError("cannot rebuild it", "")
 
-    monkeypatch.setattr(decision, "model_anatomy", broken)
+    monkeypatch.setattr(decide, "model_anatomy", broken)  # where decide_rank looks it up
     code, out, err = run_cli("rank", str(tiny_probe), "--models", "resnet20_cifar10", "--weights-dir", str(WEIGHTS), "-e", "knn")
     assert code == 0 and "resnet20_cifar10" in out and "no recommendation: cannot rebuild it" in err
     code, out, _ = run_cli("rank", str(tiny_probe), "--models", "resnet20_cifar10", "--weights-dir", str(WEIGHTS), "-e", "knn", "--csv")
