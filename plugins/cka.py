@@ -4,7 +4,7 @@ Centred kernel alignment (Kornblith et al. 2019; Neyshabur et al. 2020 §3.2 and
 representations) between the candidate's features at a cut [N, D] and the target-side reference
 representation [N, D'] (``--reference``: the one-hot labels, a target model's features, or a
 scratch-trained network's). Higher means the cut already organises the probe the way the target
-task does. Formulas: :func:`advisor.numeric.similarity.cka`.
+task does. Formulas: :func:`advisor.numeric.cka.cka`.
 
 Inputs: the cut's features and the reference, float[N, D] and float[N, D'] of any real dtype (float64
 inside), N >= 4. Invariant to rescaling either. Raises :class:`advisor.numeric.checks.EstimatorInputError`
@@ -13,7 +13,7 @@ inside), N >= 4. Invariant to rescaling either. Raises :class:`advisor.numeric.c
 
 from advisor.estimators import Estimator
 from advisor.hookspecs import hookimpl
-from advisor.numeric.similarity import cka
+from advisor.numeric.cka import cka
 
 
 def _linear(features, labels=None, *, reference=None, **_):

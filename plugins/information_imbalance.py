@@ -1,17 +1,17 @@
 """Estimators ``ii`` and ``ii-reverse``: the Information Imbalance between a cut and the target.
 
-Seed 002 ("Representation similarity and transferability", Fig. 6) compares the source network's
+Gerace et al. 2023 ("Representation similarity and transferability", Fig. 6) compares the source network's
 representation with the target network's by Δ(source → target) = 2/N² Σ_i r_i (Glielmo et al.
 2022): how well neighbourhoods in the source space predict neighbourhoods in the target space.
 ``ii`` reports Δ(cut → reference) (lower is better: the cut carries the target's information),
 ``ii-reverse`` the other direction Δ(reference → cut). Above 2,000 probe points a seeded subset of
-2,000 is used (exact ranks need O(N²) work). Formula: :func:`advisor.numeric.similarity.information_imbalance`.
+2,000 is used (exact ranks need O(N²) work). Formula: :func:`advisor.numeric.information_imbalance.information_imbalance`.
 """
 
 from advisor.numeric.checks import as_matrix, require_variance
 from advisor.estimators import Estimator
 from advisor.hookspecs import hookimpl
-from advisor.numeric.similarity import MIN_POINTS, information_imbalance
+from advisor.numeric.information_imbalance import MIN_POINTS, information_imbalance
 
 MAX_POINTS = 2000
 

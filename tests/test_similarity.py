@@ -1,4 +1,4 @@
-"""Mathematical properties of advisor.numeric.similarity (CKA, Information Imbalance) on random data.
+"""Mathematical properties of advisor.numeric.cka (CKA) and advisor.numeric.information_imbalance on random data.
 
 References: Kornblith et al. 2019 (CKA; Neyshabur et al. 2020 §3.2, Gerace et al. 2023 App. C) and Glielmo et al. 2022
 (Information Imbalance; Gerace et al. 2023 "Representation similarity and transferability")."""
@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
 
-import advisor.numeric.similarity as sim
-from advisor.numeric.similarity import cka, information_imbalance, information_imbalance_pair
+import advisor.numeric.cka as cka_module
+import advisor.numeric.information_imbalance as ii_module
+from advisor.numeric.cka import cka
+from advisor.numeric.information_imbalance import information_imbalance, information_imbalance_pair
 
 
 def _rng(seed: int) -> np.random.Generator:
@@ -90,7 +92,7 @@ def test_rbf_cka_equals_explicit_gram_formula(threshold, debiased):
 def test_rbf_float32_path_is_accurate(monkeypatch, debiased):
     x, y = _related(3, 300, 20, 8)
     exact = cka(x, y, kernel="rbf", debiased=debiased)
-    monkeypatch.setattr(sim, "_RBF_FLOAT64_MAX_N", 10)  # force float32 distances/kernel values
+    monkeypatch.setattr(cka_module, "_RBF_FLOAT64_MAX_N", 10)  # force float32 distances/kernel values
     assert cka(x, y, kernel="rbf", debiased=debiased) == pytest.approx(exact, abs=1e-6)
 
 
@@ -270,7 +272,7 @@ def test_ii_hand_worked_example():
     #               d(2)=4 is the nearest                                               -> r=1
     #   i=4 (b=5):  nn 3 (d=2).  In A from a=15: d(3)=8 is the nearest                  -> r=1
     #   Delta(B->A) = 2/25 * (2+4+2+1+1) = 20/25 = 0.8
-    # (Seed 002's n_i = r - 1 convention would give (28 - 10)/25 and (20 - 10)/25, i.e. 2/N less.)
+    # (Gerace et al. 2023's n_i = r - 1 convention would give (28 - 10)/25 and (20 - 10)/25, i.e. 2/N less.)
     pair = information_imbalance_pair(a, b)
     assert pair == {"a_to_b": pytest.approx(28 / 25, abs=1e-15), "b_to_a": pytest.approx(20 / 25, abs=1e-15), "n_used": 5}
     assert information_imbalance(a, b) == pytest.approx(28 / 25, abs=1e-15)
@@ -343,7 +345,7 @@ def test_ii_independent_of_chunk_size(monkeypatch):
     a = rng.normal(size=(300, 6))
     b = np.round(a[:, :3] * 2)  # many ties in B
     ref = information_imbalance_pair(a, b, k=3)
-    monkeypatch.setattr(sim, "_CHUNK_ELEMS", 5_000)  # a few rows per chunk
+    monkeypatch.setattr(ii_module, "_CHUNK_ELEMS", 5_000)  # a few rows per chunk
     assert information_imbalance_pair(a, b, k=3) == ref
 
 

@@ -1,7 +1,8 @@
 """One input-check kit for the estimators, in the manner of scikit-learn's ``check_array`` /
 ``check_X_y``: numpy only (no torch), every failure one :class:`EstimatorInputError` naming the input.
 
-Every estimator plugin (``plugins/*.py``) and the seed modules (:mod:`advisor.numeric.similarity`,
+Every estimator plugin (``plugins/*.py``) and the numeric modules of the papers
+(:mod:`advisor.numeric.cka`, :mod:`advisor.numeric.information_imbalance`,
 :mod:`advisor.numeric.depara`) take their arrays through these functions, so that the same inputs are
 refused everywhere with the same words, and the arithmetic they all repeat is done one way:
 
@@ -10,6 +11,7 @@ refused everywhere with the same words, and the arithmetic they all repeat is do
   class counts ``int64[C]``.
 * :func:`as_labelled` -- both of the above for a ``(features, labels)`` pair, at least 2 classes.
 * :func:`check_same_rows` -- several arrays describe the same N points.
+* :func:`as_pair` -- two representations of the same N points (:func:`as_matrix` each, same N).
 * :func:`centred` -- column-centred copy whose constant columns are exactly zero (not rounding
   noise), so "no variance" is an exact test (:func:`require_variance`).
 * :func:`class_means` -- per-class means and counts.
@@ -34,6 +36,7 @@ __all__ = [
     "as_labels",
     "as_labelled",
     "check_same_rows",
+    "as_pair",
     "centred",
     "require_variance",
     "class_means",
@@ -123,6 +126,16 @@ def check_same_rows(arrays: dict, what: str = "points") -> None:
         names = list(shapes)
         listed = ", ".join(f"{k} has shape {s}" for k, s in shapes.items())
         raise EstimatorInputError(f"{' and '.join(names)} must describe the same {what} (same N): {listed}")
+
+
+def as_pair(x, y, names: tuple[str, str] = ("X", "Y"), *, min_rows: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Two representations of the same N points, each as :func:`as_matrix` gives it (``float64[N, D]``,
+    finite, ``N >= min_rows``), ``names`` naming them in messages. Raises
+    :class:`EstimatorInputError` when either check fails or their N differ (:func:`check_same_rows`)."""
+    a = as_matrix(x, names[0], min_rows=min_rows)
+    b = as_matrix(y, names[1], min_rows=min_rows)
+    check_same_rows({names[0]: a, names[1]: b})
+    return a, b
 
 
 def centred(X: np.ndarray) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""DEPARA: deep attribution graphs and their similarity (Song et al. 2020, Song et al. 2020, CVPR,
+"""DEPARA: deep attribution graphs and their similarity (Song, Chen, Wang, Shen & Song 2020, CVPR,
 "DEPARA: Deep Attribution Graph for Deep Knowledge Transferability", §3.3-3.5).
 
 Pure numeric module (numpy + scipy; no torch). A DEPARA ``G = (V, E)`` of one layer ``F_k`` of a
