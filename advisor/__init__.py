@@ -18,7 +18,7 @@ Plugins implement the hooks in :mod:`advisor.hookspecs` with ``@advisor.hookimpl
 from advisor.errors import AdvisorError, EstimatorSkipped
 from advisor.estimators import Estimator, get_estimator, list_estimators
 from advisor.hookspecs import hookimpl
-from advisor.models.models import list_sources, resolve_model
+from advisor.models.sources import list_sources, resolve_model
 from advisor.data.probe import load_probe
 from advisor.ranking.layers import layers
 from advisor.ranking.ranking import RankResult, rank

@@ -29,7 +29,7 @@ BATCH = 32
 
 def _load(model_id: str):
     from advisor.models.loading import build_model
-    from advisor.models.models import ResolveContext, resolve_model
+    from advisor.models.sources import ResolveContext, resolve_model
 
     ctx = ResolveContext(weights_dir=WEIGHTS if WEIGHTS.is_dir() else None, offline=True)
     loaded = build_model(resolve_model(model_id, ctx))

@@ -388,7 +388,7 @@ def main() -> None:
     from advisor.ranking.attributions import cut_attributions
     from advisor.estimators import list_estimators
     from advisor.models.loading import build_model
-    from advisor.models.models import ResolveContext, resolve_model
+    from advisor.models.sources import ResolveContext, resolve_model
 
     registered = {e.name: e for e in list_estimators()}
     estimators = [registered[n] for n in ORDER if n in registered] + [e for n, e in registered.items() if n not in ORDER]

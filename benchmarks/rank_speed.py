@@ -31,7 +31,7 @@ def forward_ratio(model_id: str, n_images: int, reps: int = 3, batch: int = 32) 
 
     from advisor.ranking.features import forward_all_cuts
     from advisor.models.loading import build_model
-    from advisor.models.models import ResolveContext, resolve_model
+    from advisor.models.sources import ResolveContext, resolve_model
     from advisor.data.probe import load_probe
 
     loaded = build_model(resolve_model(model_id, ResolveContext(weights_dir=SHARED / "models", offline=True)))

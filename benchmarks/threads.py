@@ -29,7 +29,7 @@ import torch
 torch.set_num_threads(int(os.environ["ADVISOR_BENCH_THREADS"]))
 from advisor.ranking.features import forward_all_cuts
 from advisor.models.loading import build_model
-from advisor.models.models import ResolveContext, resolve_model
+from advisor.models.sources import ResolveContext, resolve_model
 model_id, img, n = sys.argv[1], (int(sys.argv[2]) if sys.argv[2] != "None" else None), int(sys.argv[3])
 m = build_model(resolve_model(model_id, ResolveContext(weights_dir=Path(sys.argv[4]), offline=True)), img_size=img)
 size = m.data_config["input_size"][-1]

@@ -14,7 +14,9 @@ from pathlib import Path
 
 from advisor.errors import AdvisorError
 from advisor.hookspecs import hookimpl
-from advisor.models.models import WEIGHT_SUFFIXES, ModelRef, ResolveContext, Resolved, file_fingerprint
+from advisor.models.ids import ModelRef
+from advisor.models.sources import ResolveContext, Resolved
+from advisor.models.weights import WEIGHT_SUFFIXES, file_fingerprint
 
 
 def parse_file_id(text: str) -> tuple[Path, str, dict]:

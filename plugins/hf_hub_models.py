@@ -14,8 +14,9 @@ from pathlib import Path
 
 from advisor.errors import AdvisorError
 from advisor.hookspecs import hookimpl
-from advisor.models.model_list import Offer, hub_cache_snapshots
-from advisor.models.models import ModelRef, ResolveContext, Resolved, file_fingerprint, hub_download_hint, missing_weights_error
+from advisor.models.ids import ModelRef
+from advisor.models.sources import Offer, ResolveContext, Resolved
+from advisor.models.weights import file_fingerprint, hub_cache_snapshots, hub_download_hint, missing_weights_error
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 

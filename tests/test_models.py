@@ -1,13 +1,17 @@
 import json
+import os
+import subprocess
+import sys
 import time
 
 import pytest
-from conftest import SHARED, needs_shared
+from conftest import REPO, SHARED, assert_one_line_error, needs_shared
 
 import advisor
 from advisor import AdvisorError, resolve_model
+from advisor.models.ids import parse_model_id
 from advisor.models.loading import build_model
-from advisor.models.models import ResolveContext, parse_model_id
+from advisor.models.sources import ResolveContext
 from advisor.plugins.file_models import parse_file_id
 
 
@@ -28,6 +32,49 @@ def test_model_id_prefixes():
     assert parse_model_id("hf-hub:timm/resnet18.a1_in1k").prefix == "hf-hub"
     assert parse_model_id("local-dir:/x").prefix == "local-dir"
     assert parse_model_id("file:/w.safetensors?arch=resnet18").prefix == "file"
+
+
+@pytest.mark.parametrize("model_id, needles", [
+    # an unknown prefix: did-you-mean the registered one, and the list of registered prefixes
+    ("hf_hub:org/repo", ["unknown model source prefix 'hf_hub:'", "did you mean 'hf-hub:org/repo'?",
+                         "registered prefixes: file:, hf-hub:, local-dir:, timm:"]),
+    ("hfhub:org/repo", ["unknown model source prefix 'hfhub:'", "did you mean 'hf-hub:org/repo'?"]),
+    ("timmm:resnet50", ["unknown model source prefix 'timmm:'", "did you mean 'timm:resnet50'?"]),
+    ("HF-Hub:org/repo", ["did you mean 'hf-hub:org/repo'?"]),
+    ("s3:bucket/w.safetensors", ["unknown model source prefix 's3:'", "registered prefixes:"]),
+    # a path where nothing exists: write it as file: (a weights file) or local-dir: (a folder)
+    ("./weights.pth", ["looks like a path, and nothing exists there", "file:./weights.pth?arch=NAME"]),
+    ("/abs/x.safetensors", ["looks like a path", "file:/abs/x.safetensors?arch=NAME"]),
+    ("/abs/model", ["looks like a path", "file:/abs/model?arch=NAME", "local-dir:/abs/model"]),
+    ("timm:./w.pt", ["looks like a path", "file:./w.pt?arch=NAME"]),
+    # a hub repo written as a timm name
+    ("timm/resnet18.a1_in1k", ["looks like a Hugging Face hub repo", "hf-hub:timm/resnet18.a1_in1k"]),
+    ("", ["empty model id"]),
+])
+def test_ids_it_does_not_know_are_refused_by_the_parser(model_id, needles):
+    """As timm's own parser does: never passed on as a timm name (which ended in a hub traceback)."""
+    with pytest.raises(AdvisorError) as info:
+        parse_model_id(model_id)
+    line = str(info.value)
+    assert "\n" not in line
+    for needle in needles:
+        assert needle in line, line
+
+
+@pytest.mark.parametrize("model_id", ["hf_hub:foo/bar", "timmm:resnet50", "./weights.pth", "/abs/x.safetensors"])
+def test_rank_refuses_an_unknown_id_in_one_line(model_id, run_cli, advisor_home):
+    assert_one_line_error(run_cli("rank", "--models", model_id, "builtin:digits"), model_id, home=advisor_home)
+
+
+def test_the_console_command_refuses_an_unknown_prefix_without_a_traceback(tmp_path):
+    env = {**os.environ, "ADVISOR_HOME": str(tmp_path / "home"), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-m", "advisor", "rank", "--models", "hf_hub:foo/bar", "builtin:digits"],
+                          capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "error: unknown model source prefix 'hf_hub:' in model id 'hf_hub:foo/bar' — did you mean 'hf-hub:foo/bar'? "
+        "registered prefixes: file:, hf-hub:, local-dir:, timm: (a timm name needs no prefix)"]
+    assert proc.stdout == ""
 
 
 def test_file_id_kwargs_are_typed():
@@ -160,7 +207,8 @@ class MockSource:
         self.weights = weights
 
     def resolve(self, ref, ctx):
-        from advisor.models.models import Resolved, file_fingerprint
+        from advisor.models.sources import Resolved
+        from advisor.models.weights import file_fingerprint
 
         return Resolved(ref=ref, arch="test_resnet", kwargs={"num_classes": 5}, weights=self.weights,
                         weights_from="mock", fingerprint=file_fingerprint("mock", ref.name, path=self.weights))

@@ -15,8 +15,9 @@ from conftest import REPO, SHARED, assert_one_line_error, needs_shared
 
 import advisor
 from advisor import AdvisorError, resolve_model
-from advisor.models.model_list import Offer, expand_model_id, list_models
-from advisor.models.models import ResolveContext, catalog, hub_cli, model_ids_option
+from advisor.models.listing import expand_model_id, list_models, model_ids_option
+from advisor.models.sources import Offer, ResolveContext
+from advisor.models.weights import catalog, hub_cli
 
 CATALOG = [n for n in catalog() if n != "defaults"]
 LITES = ["tf_efficientnet_lite0", "tf_efficientnet_lite1", "tf_efficientnet_lite2"]
@@ -239,7 +240,7 @@ class ZooSource:
     def resolve(self, ref, ctx):
         if ref.name != "a":
             raise AdvisorError(f"no zoo model '{ref.name}'", "try zoo:a")
-        return advisor.models.models.Resolved(ref=ref, arch="test_resnet", weights_from="the zoo")
+        return advisor.models.sources.Resolved(ref=ref, arch="test_resnet", weights_from="the zoo")
 
     def available(self, ctx):
         return [Offer("zoo:a", "zoo"), Offer("zoo:b", "zoo")]

@@ -165,7 +165,7 @@ def test_a_builtin_name_cannot_be_taken_over(plugins, capsys):
     logme = advisor.get_estimator("logme")
     assert logme.plugin == "advisor.plugins.logme" and logme.origin.startswith("advisor ")
     assert advisor.get_estimator("iso-good").origin == "hijack"  # its other estimator works
-    from advisor.models.models import list_sources
+    from advisor.models.sources import list_sources
 
     assert type(next(s for s in list_sources() if s.prefix == "file")).__name__ == "FileSource"
     from advisor.cli.plugins import _architectures
@@ -184,7 +184,7 @@ def test_a_registration_that_raises_or_exits_is_reported_and_the_rest_works(plug
     assert "iso-half" not in names  # a hook that raised registers nothing, not half of it
     assert {"logme", "knn", "parc"} <= set(names)
     from advisor.cli.plugins import _architectures
-    from advisor.models.models import list_sources
+    from advisor.models.sources import list_sources
 
     assert {s.prefix for s in list_sources()} >= {"file", "timm", "hf-hub", "local-dir"}
     assert "resnet56_cifar" in dict(_architectures())
@@ -200,7 +200,7 @@ def test_registrations_that_break_the_contract_are_refused_one_by_one(plugins):
     est = {e.name: e for e in advisor.list_estimators("iso-*")}
     assert list(est) == ["iso-twice"] and est["iso-twice"].fn is _ok  # the first of a duplicate is kept
     from advisor.cli.plugins import _architectures
-    from advisor.models.models import list_sources
+    from advisor.models.sources import list_sources
 
     assert "iso_arch" not in dict(_architectures())
     assert {s.prefix for s in list_sources()} == {"file", "timm", "hf-hub", "local-dir"}

@@ -1,6 +1,6 @@
 """Building a resolved model: timm architecture + weights file → eval-mode module + preprocessing.
 
-Kept apart from ``advisor.models.models`` so that resolving ids (and every warm, cached run) never imports
+Kept apart from ``advisor.models.sources`` and ``advisor.models.weights`` so that resolving ids (and every warm, cached run) never imports
 torch or timm.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from advisor.errors import AdvisorError
-from advisor.models.models import LoadedModel, Resolved, with_img_size
+from advisor.models.sources import LoadedModel, Resolved
 
 _architectures_registered = False
 # Module that holds timm default cfgs for plugin architectures (timm looks them up by module).
@@ -267,3 +267,20 @@ def native_data_config(model, resolved: Resolved) -> dict:
     if pcfg.get("fixed_input_size"):
         cfg["fixed_input_size"] = True
     return cfg
+
+
+def with_img_size(data_config: dict, img_size: int | None, model_id: str) -> dict:
+    """``data_config`` with its input size set to ``img_size`` × ``img_size`` (channels kept).
+
+    Raises :class:`AdvisorError` for a model with a fixed input size (``fixed_input_size`` in its
+    preprocessing config: e.g. a classifier that reads a flattened map of a given size) when
+    ``img_size`` is not that size."""
+    if img_size is None:
+        return data_config
+    chans, h, w = data_config["input_size"]
+    if data_config.get("fixed_input_size") and (h, w) != (img_size, img_size):
+        raise AdvisorError(
+            f"model '{model_id}' takes only {h}x{w} px input (its layers are sized for it), so --img-size {img_size} cannot apply to it",
+            "drop --img-size, or rank that model in a separate run without it",
+        )
+    return {**data_config, "input_size": (chans, img_size, img_size)}

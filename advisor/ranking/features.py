@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 
 from advisor.errors import AdvisorError
-from advisor.models.models import LoadedModel
+from advisor.models.sources import LoadedModel
 from advisor.data.probe import Probe
 
 PRE_LOGITS = "pre_logits"

@@ -46,7 +46,8 @@ def _load_code(load: dict) -> tuple[list[str], list[str]]:
         body += [f"# these weights need advisor's own loader ({load['why']})",
                  "from pathlib import Path", "",
                  "from advisor.models.loading import build_model",
-                 "from advisor.models.models import Resolved, parse_model_id", "",
+                 "from advisor.models.ids import parse_model_id",
+                 "from advisor.models.sources import Resolved", "",
                  f"resolved = Resolved(ref=parse_model_id(MODEL_ID), arch={arch!r}, kwargs={load['kwargs']!r}, "
                  f"weights=Path(WEIGHTS), remap_keys={load['remap_keys']!r})",
                  f"model = build_model(resolved, img_size={load['img_size']!r}).module"]

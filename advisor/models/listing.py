@@ -2,7 +2,7 @@
 and the globs of ``--models``.
 
 Each model source may offer the ids it serves without being told about them, through its
-``available(ctx)`` method (see :class:`advisor.models.models.ModelSource`): the ``timm`` source offers the
+``available(ctx)`` method (see :class:`advisor.models.sources.ModelSource`): the ``timm`` source offers the
 catalog (``registry/models.toml``, whose EfficientNet-Lites the ``embedded`` extra's packages ship),
 the files of the weights directory and the ``timm/`` repos of the Hugging Face cache; the ``hf-hub``
 source the other timm-style repos of that cache. Every offered id is then resolved as ``advisor rank``
@@ -16,45 +16,20 @@ from __future__ import annotations
 import contextvars
 import difflib
 import fnmatch
-import json
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 
 from advisor.errors import AdvisorError
-from advisor.models.models import (
-    WEIGHT_SUFFIXES,
-    ResolveContext,
-    catalog,
-    catalog_entry,
-    list_sources,
-    resolve_model,
-    weights_dir_entry,
-    weights_manifest,
-)
+from advisor.models.ids import split_model_ids
+from advisor.models.sources import Offer, ResolveContext, list_sources, resolve_model
+from advisor.models.weights import catalog, catalog_entry
 
 GLOB_CHARS = "*?["
 
 # True while list_models resolves the offered ids: an offered id that turns out unknown must not
 # start another listing for its did-you-mean (see suggestions()).
 _listing: contextvars.ContextVar[bool] = contextvars.ContextVar("advisor_model_listing", default=False)
-
-
-@dataclass(frozen=True)
-class Offer:
-    """An id a model source serves without being told about it (its ``available(ctx)`` returns these).
-
-    ``found_in`` says where it was found, in a word or two (``catalog``, ``weights dir``, ``hub
-    cache``); ``pretrain`` the pre-training data where known. ``problem`` and ``fix``, when set, say
-    why the id cannot be ranked although its weights are there, and what to write instead; such an
-    offer is listed as not available and never resolved.
-    """
-
-    id: str
-    found_in: str
-    pretrain: str = ""
-    problem: str = ""
-    fix: str = ""
 
 
 @dataclass(frozen=True)
@@ -80,107 +55,6 @@ class ListedModel:
 
     def to_json(self) -> dict:
         return asdict(self)
-
-
-# ---------------------------------------------------------------- what sources offer
-
-
-@dataclass(frozen=True)
-class CachedSnapshot:
-    """One cached revision of a model repo in the Hugging Face cache."""
-
-    repo: str  # org/name
-    revision: str  # commit hash
-    refs: frozenset[str]  # e.g. {"main"}
-    files: frozenset[str]  # file names in the snapshot
-    path: Path
-
-    def timm_config(self) -> dict | None:
-        """The snapshot's timm ``config.json`` (one with an ``architecture``), else None."""
-        try:
-            cfg = json.loads((self.path / "config.json").read_text())
-        except (OSError, ValueError):
-            return None
-        return cfg if isinstance(cfg, dict) and isinstance(cfg.get("architecture"), str) else None
-
-
-def hub_cache_snapshots() -> list[CachedSnapshot]:
-    """Every cached revision of every model repo in the Hugging Face cache (``HF_HUB_CACHE``, read
-    when called), as huggingface_hub's ``scan_cache_dir`` reports them; [] when there is no cache.
-    Repos the scan finds corrupted are left out (``hf cache scan`` shows them)."""
-    from huggingface_hub import constants, scan_cache_dir
-    from huggingface_hub.errors import CacheNotFound
-
-    try:
-        info = scan_cache_dir(constants.HF_HUB_CACHE)
-    except (CacheNotFound, ValueError, OSError):
-        return []
-    snapshots = [CachedSnapshot(repo.repo_id, rev.commit_hash, frozenset(rev.refs), frozenset(f.file_name for f in rev.files),
-                                Path(rev.snapshot_path))
-                 for repo in info.repos if repo.repo_type == "model" for rev in repo.revisions]
-    return sorted(snapshots, key=lambda s: (s.repo, "main" not in s.refs, s.revision))
-
-
-def is_timm_name(name: str) -> bool:
-    """Whether timm (with the plugins' architectures) builds ``name``: an architecture, or an
-    architecture with one of its pretrained tags (``resnet50.a1_in1k``; not ``resnet50.mine``)."""
-    import timm
-    from timm.models import get_pretrained_cfg
-
-    from advisor.models.loading import register_plugin_architectures
-
-    register_plugin_architectures()
-    if not timm.is_model(name):
-        return False
-    if "." not in name:
-        return True
-    try:
-        return get_pretrained_cfg(name) is not None
-    except RuntimeError:  # timm: "Invalid pretrained tag"
-        return False
-
-
-def weights_dir_models(weights_dir: Path) -> list[Offer]:
-    """The models a weights directory serves by name besides the catalog's: the entries of its
-    ``advisor-weights.toml`` manifest, and every other weights file under the name that finds it
-    (``resnet50.a1_in1k.safetensors`` → ``resnet50.a1_in1k``, ``resnet18.timm.safetensors`` →
-    ``resnet18``; see :func:`advisor.models.models.weights_dir_entry`). A file whose name is no architecture
-    is offered with the ``file:`` id to use instead; a manifest name with glob characters, which
-    ``--models`` would read as a glob, is left out. Raises :class:`AdvisorError` for a manifest that
-    is not valid TOML."""
-    if not weights_dir.is_dir():
-        return []
-    offers, claimed = [], set()
-    manifest = weights_manifest(weights_dir)
-    for name, entry in manifest.items():
-        if any(c in name for c in GLOB_CHARS):  # could not be typed in --models: it would be a glob
-            continue
-        hit = weights_dir_entry(weights_dir, name)
-        if hit is not None:
-            claimed.add(hit[0].name)
-        offers.append(Offer(name, "weights dir", str(entry.get("pretrain", ""))))
-    for name in catalog():
-        entry = catalog_entry(name)
-        if entry is None:
-            continue
-        claimed.update(entry.get("files", []))
-        hit = weights_dir_entry(weights_dir, name)
-        if hit is not None:
-            claimed.add(hit[0].name)
-    files = sorted(p for p in weights_dir.iterdir() if p.suffix in WEIGHT_SUFFIXES and p.name not in claimed and p.is_file())
-    return offers + [_file_offer(weights_dir, path) for path in files]
-
-
-def _file_offer(weights_dir: Path, path: Path) -> Offer:
-    stem = path.name[: -len(path.suffix)]
-    base = stem.split(".", 1)[0]
-    if is_timm_name(stem):
-        return Offer(stem, "weights dir")
-    hit = weights_dir_entry(weights_dir, base)
-    if base != stem and hit is not None and hit[0] == path and is_timm_name(base):
-        return Offer(base, "weights dir")
-    return Offer(stem, "weights dir", problem=f"'{path.name}' is in the weights dir, but '{stem}' is no architecture's name",
-                 fix=f"rank it as file:{path}?arch=NAME, NAME the architecture it was trained with")
 
 
 # ---------------------------------------------------------------- the listing
@@ -233,7 +107,7 @@ def _offers(ctx: ResolveContext) -> list[Offer]:
             continue
         for offer in offers:
             if not isinstance(offer, Offer):
-                report_problem(owner, "available", f"offered {offer!r}, not an advisor.models.model_list.Offer: ignored")
+                report_problem(owner, "available", f"offered {offer!r}, not an advisor.models.sources.Offer: ignored")
             elif offer.id not in found:
                 found[offer.id] = offer
     return list(found.values())
@@ -300,6 +174,19 @@ def expand_model_id(model_id: str, weights_dir: Path | str | None = None) -> str
         raise AdvisorError(f"model glob '{model_id}' matches {len(ids)} models ({shown}), and this command takes one",
                            "narrow the glob or name the model")
     return ids[0]
+
+
+def model_ids_option(values: list[str], weights_dir: Path | None = None) -> list[str]:
+    """``--models`` values → ids (:func:`advisor.models.ids.split_model_ids`), each glob (``'tf_efficientnet_lite*'``)
+    replaced by the models available offline that it matches, as ``advisor models`` lists them with
+    ``weights_dir`` (:func:`expand_model_ids`). Raises :class:`AdvisorError` when
+    the option is given but names no model (``-m ""``, ``-m ,``: not the same as leaving ``--models``
+    out, the defaults) and when a glob matches no available model."""
+    ids = split_model_ids(values)
+    if values and not ids:
+        raise AdvisorError(f"--models {', '.join(repr(v) for v in values)} names no model",
+                           "pass ids like tf_efficientnet_lite0,resnet20_cifar10, or leave --models out for the defaults")
+    return expand_model_ids(ids, weights_dir=weights_dir)
 
 
 def no_match_error(pattern: str, hits: list[ListedModel], weights_dir: Path | str | None = None) -> AdvisorError:
