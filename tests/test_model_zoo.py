@@ -33,7 +33,7 @@ def _arch(name: str, **kwargs):
 
 def _loaded(model_id: str, img_size: int | None = None):
     from advisor.models.loading import build_model
-    from advisor.models.models import ResolveContext, resolve_model
+    from advisor.models.sources import ResolveContext, resolve_model
 
     return build_model(resolve_model(model_id, ResolveContext(weights_dir=MODELS, offline=True)), img_size=img_size)
 
@@ -150,7 +150,8 @@ def test_raw_pixel_preprocessing_is_mean_0_std_1_over_255():
 def test_model_with_other_channel_count_is_refused_in_one_line():
     from advisor.errors import AdvisorError
     from advisor.models.loading import native_data_config
-    from advisor.models.models import ModelRef, Resolved
+    from advisor.models.ids import ModelRef
+    from advisor.models.sources import Resolved
 
     model = _arch("ccexam_svhn_cnn", in_chans=4)
     with pytest.raises(AdvisorError, match="expects 4 input channels"):
@@ -165,7 +166,7 @@ def test_model_with_other_channel_count_is_refused_in_one_line():
 def test_loads_strictly_every_tensor_used(model_id):
     from safetensors import safe_open
 
-    from advisor.models.models import ResolveContext, resolve_model
+    from advisor.models.sources import ResolveContext, resolve_model
 
     lm = _loaded(model_id)
     resolved = resolve_model(model_id, ResolveContext(weights_dir=MODELS, offline=True))
@@ -293,7 +294,7 @@ def test_in_chans_adapts_the_first_conv_like_timm(tmp_path):
     import torch
 
     from advisor.models.loading import build_model
-    from advisor.models.models import ResolveContext, resolve_model
+    from advisor.models.sources import ResolveContext, resolve_model
 
     ctx = ResolveContext(offline=True)
     rgb = build_model(resolve_model(f"file:{MODELS / 'ccexam_mnist.safetensors'}?arch=ccexam_mnist_cnn&in_chans=3", ctx))
