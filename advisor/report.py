@@ -240,7 +240,7 @@ def validate_report(path: Path, result, settings: dict) -> list[Path]:
                      table(["scope", "estimator", "n", "weighted τ"], [[a["scope"], a["estimator"], a["n"], a["weighted_tau"]] for a in result.agreement])]
     plots = {}
     if any(result.profile(m) for m in models):
-        from advisor.validation.validate import plot_profiles
+        from advisor.validation.plots import plot_profiles
 
         plots["profile"] = lambda png: plot_profiles(result, png)
         sections.append(_img(path, "profile", "defrosting profile"))

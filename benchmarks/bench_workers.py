@@ -1,6 +1,6 @@
 """`advisor bench --workers`: N single-purpose processes vs one process, side by side, on this machine.
 
-Times the benchmark's own job runner (``advisor.bench.bench.execute``: spawned workers with
+Times the benchmark's own job runner (``advisor.bench.jobs.execute``: spawned workers with
 ``cores // N`` torch threads each, model build and preprocessing included) on the same list of
 fine-tunes for each worker count, in ABBA order (1, 2, 2, 1, ...) so that a drift in the load of a
 shared machine hits both alike. Nothing is stored: the jobs run, their records are discarded.
@@ -52,13 +52,15 @@ def main() -> None:
     os.environ["ADVISOR_HOME"] = tempfile.mkdtemp(prefix="bench-workers-")  # an empty cache: every job runs
     import torch
 
-    import advisor.bench.bench as b
+    from advisor.bench import config as b
+    from advisor.bench import jobs as bench_jobs
+    from advisor.bench.plan import make_plan
 
     counts = [int(w) for w in args.workers.split(",")]
     root = b.shared_root()
     cfg = b.load_config(models=args.models.split(","), targets=[str(root / args.target)], epochs=args.epochs, seeds=[0, 1],
                         lrs=[0.01, 0.001], max_train=args.max_train, img_size=args.img_size, defrost_cuts=1, estimators=["knn"])
-    plan = b.make_plan(cfg, "cpu")
+    plan = make_plan(cfg, "cpu")
     jobs = [j for j in plan.jobs if j.kind == "finetune"]
     cores = b.cpu_cores()
     order = []
@@ -66,11 +68,11 @@ def main() -> None:
         order += counts if r % 2 == 0 else counts[::-1]
     results = []
     for w in order:
-        b._PREPARED.clear()  # the in-process runner must prepare its cells again, as workers do
+        bench_jobs.clear_prepared()  # the in-process runner must prepare its cells again, as workers do
         torch.set_num_threads(max(1, cores // w))
         load0 = os.getloadavg()
         c0, t0 = cpu_seconds(), time.perf_counter()
-        recs = list(b.execute(jobs, w))
+        recs = list(bench_jobs.execute(jobs, w))
         wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
         load1 = os.getloadavg()
         train = sum(r["seconds"] for r in recs)
@@ -89,7 +91,7 @@ def main() -> None:
              f"- jobs: the {len(jobs)} full fine-tunes of `advisor bench` for {', '.join(b.model_name(m) for m in cfg.models)} on "
              f"{b.target_name(cfg.targets[0])} (lrs 0.01, 0.001 x seeds 0, 1; {args.epochs} epoch(s); {len(plan.cells[0].parts.train)} "
              f"training / {len(plan.cells[0].parts.val)} val / {len(plan.cells[0].parts.test)} test images; input "
-             + ", ".join(f"{b.model_name(m)} {i.input_size[1]} px" for m, i in plan.infos.items()) + "), run by `advisor.bench.bench.execute`: "
+             + ", ".join(f"{b.model_name(m)} {i.input_size[1]} px" for m, i in plan.infos.items()) + "), run by `advisor.bench.jobs.execute`: "
              f"workers = 1 in-process with {cores} torch threads; workers = N in N spawned processes with {cores} // N threads each "
              "(process start, model build and image preprocessing included)",
              "- order ABBA, so that a drift in the machine's load hits both alike", "",

@@ -55,7 +55,7 @@ def _home(monkeypatch, tmp_path, name):
 
 
 def test_bench_end_to_end_csv_report_and_full_cache(run_cli, tiny, tmp_path, advisor_home):
-    from advisor.bench.bench import read_runs
+    from advisor.bench.units import read_runs
 
     models, targets = tiny
     out, gt, runs_csv = tmp_path / "out", tmp_path / "gt.csv", tmp_path / "runs.csv"
@@ -151,8 +151,8 @@ def test_bad_inputs_exit_2_with_one_line(run_cli, tiny, tmp_path, args, message)
 def test_default_config_lists_the_shared_models_and_targets():
     import tomllib
 
-    from advisor.bench.bench import DEFAULT_CONFIG, load_config
-    from advisor.models.models import catalog
+    from advisor.bench.config import DEFAULT_CONFIG, load_config
+    from advisor.models.weights import catalog
 
     raw = tomllib.loads(DEFAULT_CONFIG.read_text())
     new = {"lcnet_100_text_orientation4", "ccexam_mnist", "ccexam_usps", "ccexam_svhn", "kerascnn_cifar10", "mini_xception_fer2013"}
@@ -169,7 +169,7 @@ def test_default_config_lists_the_shared_models_and_targets():
 
 
 def test_input_size_cap_never_enlarges_and_leaves_fixed_models_alone():
-    from advisor.bench.bench import effective_size
+    from advisor.bench.identity import effective_size
 
     assert effective_size((3, 240, 240), False, 128) == 128
     assert effective_size((3, 240, 240), False, None) is None
@@ -179,7 +179,7 @@ def test_input_size_cap_never_enlarges_and_leaves_fixed_models_alone():
 
 
 def test_defrost_cuts_spread_or_named():
-    from advisor.bench.bench import pick_defrost_cuts
+    from advisor.bench.identity import pick_defrost_cuts
     from advisor.errors import AdvisorError
 
     default = ["b1", "b2", "b3", "b4", "pre_logits"]
@@ -194,7 +194,8 @@ def test_defrost_cuts_spread_or_named():
 @pytest.mark.parametrize("change", [{"img_size": 64}, {"epochs": 2}, {"max_train": 10}, {"seeds": [1]}, {"lrs": [0.05]},
                                     {"defrost_cuts": 2}, {"defrost_seed": 3}])
 def test_every_setting_is_part_of_the_run_keys(tiny, change):
-    from advisor.bench.bench import load_config, make_plan
+    from advisor.bench.config import load_config
+    from advisor.bench.plan import make_plan
 
     models, targets = tiny
     base = dict(models=models[:1], targets=[str(targets[0])], epochs=1, seeds=[0], lrs=[0.01], max_train=None, img_size=32,
@@ -215,7 +216,8 @@ def test_every_setting_is_part_of_the_run_keys(tiny, change):
 
 
 def test_a_cap_above_the_model_size_changes_no_key(tiny):
-    from advisor.bench.bench import load_config, make_plan
+    from advisor.bench.config import load_config
+    from advisor.bench.plan import make_plan
 
     models, targets = tiny
     base = dict(models=models[:1], targets=[str(targets[0])], epochs=1, seeds=[0], lrs=[0.01], defrost_cuts=1, estimators=["knn"])
@@ -242,7 +244,7 @@ def test_plan_counts_runs_and_trains_nothing(run_cli, tiny, tmp_path, advisor_ho
 
 
 def test_runs_csv_makes_a_fresh_cache_skip_finished_runs_and_ignores_a_torn_line(run_cli, tiny, tmp_path, monkeypatch):
-    from advisor.bench.bench import RUN_COLUMNS, read_runs
+    from advisor.bench.units import RUN_COLUMNS, read_runs
 
     models, targets = tiny
     args = _args(models[:1], targets[:1], tmp_path, "--seeds", "0", "--lrs", "0.01", "--defrost-cuts", "1")
@@ -262,7 +264,7 @@ def test_runs_csv_makes_a_fresh_cache_skip_finished_runs_and_ignores_a_torn_line
     assert code == 0, err
     assert "imported 3 finished runs" in err and "all 3 runs cached" in err and "runs to do" not in err
     assert "1 from " in err and "bench_scores.csv" in err  # the scores travel too: nothing is re-scored
-    from advisor.bench.bench import read_scores
+    from advisor.bench.units import read_scores
 
     assert len(read_scores(tmp_path / "bench_scores.csv")) == 1
     assert _bench_rows(home) == 3 and (tmp_path / "gt-a.csv").read_text() == gt and len(read_runs(csv_path)) == 3
@@ -279,9 +281,11 @@ def test_runs_csv_makes_a_fresh_cache_skip_finished_runs_and_ignores_a_torn_line
 
 
 def test_two_workers_store_what_one_worker_stores(run_cli, tiny, tmp_path, monkeypatch):
-    import advisor.bench.bench as b
+    from advisor.bench import config, jobs
+    from advisor.bench.units import read_runs
 
-    monkeypatch.setattr(b, "cpu_cores", lambda: 2)  # the check in this process; each worker gets 1 thread
+    for module in (config, jobs):  # the check in this process; each worker gets 1 thread
+        monkeypatch.setattr(module, "cpu_cores", lambda: 2)
     models, targets = tiny
     results = {}
     for n in (1, 2):
@@ -290,7 +294,7 @@ def test_two_workers_store_what_one_worker_stores(run_cli, tiny, tmp_path, monke
                                       "--workers", str(n), tag=f"w{n}"))  # the last --workers wins
         assert code == 0, err
         assert _bench_rows(home) == 2 * (2 + 1 + 1)
-        results[n] = {r["run_key"]: r for r in b.read_runs(tmp_path / f"runs-w{n}.csv")}
+        results[n] = {r["run_key"]: r for r in read_runs(tmp_path / f"runs-w{n}.csv")}
     assert results[1].keys() == results[2].keys()
     assert all(r["threads"] == 1 for r in results[2].values())  # ran in the workers, cores // workers threads each
     for k, r in results[1].items():
@@ -301,7 +305,7 @@ def test_two_workers_store_what_one_worker_stores(run_cli, tiny, tmp_path, monke
 
 
 def test_read_runs_ignores_torn_and_malformed_lines(tmp_path):
-    from advisor.bench.bench import RUN_COLUMNS, append_run, read_runs, repair_tail
+    from advisor.bench.units import RUN_COLUMNS, append_run, read_runs, repair_tail
 
     path = tmp_path / "r.csv"
     rec = {k: None for k in RUN_COLUMNS} | {"run_key": "k1", "kind": "probe", "status": "done", "reason": "a\nb, \"c\"",
@@ -322,7 +326,7 @@ def test_read_runs_ignores_torn_and_malformed_lines(tmp_path):
 
 
 def test_weighted_tau_top1_and_regret_by_hand():
-    from advisor.bench import bench_metrics as bm
+    from advisor.bench import metrics as bm
 
     acc = {"a": 0.9, "b": 0.7, "c": 0.5, "d": 0.3}
     assert bm.weighted_tau(acc, {"a": 4, "b": 3, "c": 2, "d": 1}) == pytest.approx(1.0)
@@ -337,7 +341,7 @@ def test_weighted_tau_top1_and_regret_by_hand():
 
 
 def test_noise_band_rank_average_and_layer_distance_by_hand():
-    from advisor.bench import bench_metrics as bm
+    from advisor.bench import metrics as bm
 
     band = bm.noise_band({"a": 0.02, "b": 0.04}, {"a": 0.60, "b": 0.65})
     assert band["noise"] == pytest.approx(0.03) and band["spread"] == pytest.approx(0.05) and band["flagged"]  # 0.05 < 0.06
@@ -351,7 +355,7 @@ def test_noise_band_rank_average_and_layer_distance_by_hand():
 
 def test_leave_one_target_out_picks_by_hand():
     """Three targets; singles a, b, c and their rank-averages with hand-set τ values."""
-    from advisor.bench import bench_metrics as bm
+    from advisor.bench import metrics as bm
 
     tau = {
         "t1": {("a",): 0.9, ("b",): 0.5, ("c",): 0.0, ("a", "b"): 0.6, ("a", "b", "c"): 0.1},
@@ -382,7 +386,7 @@ def test_finetune_reports_test_accuracy_only_when_asked(tiny_weights):
 
     from advisor.validation import finetune as ft
     from advisor.ranking.features import PRE_LOGITS
-    from advisor.validation.split import stages
+    from advisor.validation.stages import stages
 
     torch.manual_seed(0)
     model = timm.create_model("test_resnet", num_classes=2)
@@ -399,7 +403,7 @@ def test_finetune_reports_test_accuracy_only_when_asked(tiny_weights):
 def test_linear_combination_by_hand():
     """Ridge on standardised scores: an estimator that orders models like accuracy gets a positive
     weight, one that orders them backwards a negative one; z-scores by hand."""
-    from advisor.bench import bench_metrics as bm
+    from advisor.bench import metrics as bm
 
     assert bm.zscores({"a": 1.0, "b": 3.0}, ["a", "b"]).tolist() == [-1.0, 1.0]
     assert bm.zscores({"a": 1.0, "b": None, "c": 3.0}, ["a", "b", "c"]).tolist() == [-1.0, 0.0, 1.0]
@@ -416,7 +420,7 @@ def test_linear_combination_by_hand():
 
 
 def test_choose_takes_a_learned_combination_only_on_its_held_out_merit():
-    from advisor.bench import bench_metrics as bm
+    from advisor.bench import metrics as bm
 
     tau = {("a",): {"t1": 0.5, "t2": 0.5, "t3": 0.5}}
 
@@ -446,7 +450,7 @@ def test_choose_takes_a_learned_combination_only_on_its_held_out_merit():
 def test_kill_minus_9_resumes_from_the_runs_csv(tiny, tmp_path):
     """A bench killed with SIGKILL mid-way keeps every finished run (CSV and cache); the rerun does
     only the rest, and a fresh cache (another machine) resumes from the CSV alone."""
-    from advisor.bench.bench import read_runs
+    from advisor.bench.units import read_runs
 
     models, targets = tiny
     runs_csv = tmp_path / "runs-k.csv"
@@ -471,7 +475,8 @@ def test_kill_minus_9_resumes_from_the_runs_csv(tiny, tmp_path):
 def test_plan_times_the_scoring_too(tiny):
     """--plan's scoring estimate: extraction + the attribution pass (timed per image, when an
     estimator needs it) + the estimators' own arithmetic (timed), per target."""
-    from advisor.bench.bench import estimate, load_config, make_plan, time_model
+    from advisor.bench.config import load_config
+    from advisor.bench.plan import estimate, make_plan, time_model
 
     models, targets = tiny
     cfg = load_config(models=models[:1], targets=[str(targets[0])])

@@ -126,7 +126,7 @@ def test_divergence_is_recorded_as_failed_not_a_crash(run_cli, image_folder, res
     assert _runs(advisor_home)[0][2] == "failed"
 
 
-def test_finetune_uses_seed004_table2_decay_epochs():
+def test_finetune_uses_plested_gedeon_2019_table2_decay_epochs():
     from advisor.validation.finetune import decay_epochs_for, finetune
 
     assert [decay_epochs_for(n) for n in (10, 25, 50, 100, 250, 500, 1300)] == [10, 5, 3, 3, 3, 0, 30]
@@ -136,7 +136,7 @@ def test_finetune_uses_seed004_table2_decay_epochs():
 
 
 def test_weighted_tau_limits():
-    from advisor.validation.validate import weighted_tau
+    from advisor.validation.agreement import weighted_tau
 
     acc = [0.9, 0.7, 0.5, 0.3]
     assert weighted_tau(acc, [4, 3, 2, 1]) == pytest.approx(1.0)
@@ -230,7 +230,7 @@ def test_rank_and_layers_show_the_domain_forecast(run_cli, image_folder, resnet_
 
 def test_top_picks_add_the_cut_rank_chose(resnet_id):
     from advisor.validation.finetune import defrost
-    from advisor.models.models import ResolveContext, resolve_model
+    from advisor.models.sources import ResolveContext, resolve_model
     from advisor.validation.validate import _prepare
 
     resolved = resolve_model(resnet_id, ResolveContext(offline=True))
@@ -241,7 +241,7 @@ def test_top_picks_add_the_cut_rank_chose(resnet_id):
 
 
 def test_best_cut_prefers_the_deepest_of_equal_accuracies():
-    from advisor.validation.validate import best_cut
+    from advisor.validation.result import best_cut
 
     assert best_cut({"a": (0.5, 0, 1), "b": (0.7, 0, 1), "c": (0.7, 0, 1), "d": (0.6, 0, 1)}) == "c"
     assert best_cut({"a": (0.9, 0, 1), "b": (0.7, 0, 1)}) == "a"

@@ -1,4 +1,4 @@
-"""``advisor bench``: every estimator against fine-tuned ground truth; CSV + report (see advisor.bench.bench)."""
+"""``advisor bench``: every estimator against fine-tuned ground truth; CSV + report (see advisor.bench.run)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from pathlib import Path
 
 import typer
 
-from advisor.cli import app
+from advisor.cli.app import app
 from advisor.cli.output import ProgressBars, info, out
-from advisor.cli.rank import _split_models as _split
+from advisor.cli.common import split_models as _split
 from advisor.errors import AdvisorError
-from advisor.models.models import model_ids_option
+from advisor.models.listing import model_ids_option
 
 EXAMPLE = """
 Examples:
@@ -36,7 +36,7 @@ _FINISHED = re.compile(r": (fine-tune lr \S+ seed \S+|defrost @ \S+ seed \S+|lin
 
 
 def _bench_log(bars: ProgressBars):
-    """advisor.bench.bench reports through ``log`` lines only: each is an info line, and the bar follows them
+    """advisor.bench.run reports through ``log`` lines only: each is an info line, and the bar follows them
     ("N runs to do ..." sets the total, each finished run's line is one step)."""
 
     def log(msg: str) -> None:
@@ -82,20 +82,22 @@ def bench(
     device: str | None = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
 ) -> None:
     """Fine-tune every model on every target (lr grid x seeds), defrost at a few cuts, probe linearly, score every estimator; write the ground-truth CSV and bench_report.md."""
-    from advisor.bench import bench as b
-    from advisor.bench.bench_report import write_report
+    from advisor.bench.config import config_workers, load_config, parse_workers
+    from advisor.bench.plan import run_plan
+    from advisor.bench.report import write_report
+    from advisor.bench.run import bench as run_bench, write_ground_truth
 
-    n_workers = b.parse_workers(workers if workers is not None else b.config_workers(config))
-    cfg = b.load_config(config, models=model_ids_option(models) or None, targets=_split(targets) or None, epochs=epochs,
+    n_workers = parse_workers(workers if workers is not None else config_workers(config))
+    cfg = load_config(config, models=model_ids_option(models) or None, targets=_split(targets) or None, epochs=epochs,
                         seeds=_numbers(seeds, int, "--seeds"), lrs=_numbers(lrs, float, "--lrs"), max_train=max_train,
                         estimators=_split(estimator) or None, img_size=img_size, defrost_cuts=defrost_cuts,
                         defrost_seed=defrost_seed, weights_dir=weights_dir)
     if plan:
-        out.print(b.run_plan(cfg, workers=n_workers, device=device, runs_csv=runs_csv, log=info), highlight=False, soft_wrap=True)
+        out.print(run_plan(cfg, workers=n_workers, device=device, runs_csv=runs_csv, log=info), highlight=False, soft_wrap=True)
         return
     with ProgressBars() as bars:
-        cells = b.bench(cfg, report_only=report_only, device=device, workers=n_workers, runs_csv=runs_csv, log=_bench_log(bars))
-    csv_path = b.write_ground_truth(cells, cfg.settings, ground_truth)
+        cells = run_bench(cfg, report_only=report_only, device=device, workers=n_workers, runs_csv=runs_csv, log=_bench_log(bars))
+    csv_path = write_ground_truth(cells, cfg.settings, ground_truth)
     argv = [a for a in sys.argv[1:] if a != "--report-only"] if Path(sys.argv[0]).name == "advisor" else []
     command = "advisor " + " ".join(shlex.quote(a) for a in argv) if argv else "advisor bench (same options)"
     report = write_report(cells, list(cfg.settings.estimators), {**cfg.settings.as_dict(), "config": cfg.source},

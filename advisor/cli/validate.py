@@ -7,10 +7,11 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from advisor.cli import app, reporting
+from advisor.cli import reporting
+from advisor.cli.app import app
 from advisor.cli.output import ProgressBars, fmt, info, out, print_json, warn
-from advisor.cli.rank import _split_models as _split
-from advisor.models.models import model_ids_option
+from advisor.cli.common import split_models as _split
+from advisor.models.listing import model_ids_option
 
 EXAMPLE = """
 Examples:
@@ -53,7 +54,7 @@ def validate(
                               estimators=estimator or None, weights_dir=weights_dir, device=device, log=info,
                               progress=bars.callbacks(), warn=warn)
     if plot is not None:
-        from advisor.validation.validate import plot_profiles
+        from advisor.validation.plots import plot_profiles
 
         plot_profiles(result, str(plot))
         info(f"plot written to {plot}")

@@ -18,7 +18,7 @@ best cut, what ``advisor rank`` ranks by) or ``name@pre_logits`` (its score at t
 Every kind ranks the candidates of one call against each other: an advisor-score compares models
 within one ranking and means nothing across probes. The combinations are pure functions on plain
 dicts (:func:`rank_average`, :func:`zscores`, :func:`apply_linear_combination`), shared with the
-benchmark's metrics (:mod:`advisor.bench.bench_metrics`), which fits and judges them.
+benchmark's metrics (:mod:`advisor.bench.metrics`), which fits and judges them.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ class ScoreSpec:
 
 def spec_from_choice(combo: tuple[str, ...], weights: Mapping[str, float] | None, held_out_tau: float | None,
                      evidence: str) -> ScoreSpec:
-    """The spec of ``advisor bench``'s final choice (:func:`advisor.bench.bench_metrics.choose`'s ``combo``:
+    """The spec of ``advisor bench``'s final choice (:func:`advisor.bench.metrics.choose`'s ``combo``:
     one member, several to rank-average, or ``("learned",)`` with the fitted ``weights``)."""
     if combo == ("learned",):
         members = tuple(m for m, w in (weights or {}).items() if w != 0.0)

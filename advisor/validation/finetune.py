@@ -2,7 +2,7 @@
 
 ``defrost`` (Gerace et al. 2023, "Layer-wise defrosting"): the stages up to the cut keep their pretrained
 values and stay frozen; everything after it is re-initialised and trained on the target. Accuracy
-as a function of the cut is the *defrosting profile*. Seed 002 trains with SGD (momentum 0.9,
+as a function of the cut is the *defrosting profile*. Gerace et al. 2023 train with SGD (momentum 0.9,
 weight decay 5e-4, cosine-annealed lr from 0.1) for 200 epochs; a validation here is a short
 version of that recipe (``epochs`` defaults to 10), so profiles compare cuts, not final accuracy.
 
@@ -30,15 +30,17 @@ import numpy as np
 
 from advisor.models.conv_safety import guard_channels_last
 from advisor.ranking.features import PRE_LOGITS, to_nhwc
-from advisor.validation.split import Stages
+from advisor.validation.stages import Stages
 
-# Seed 004 Table 2: training examples per class -> epochs at the initial high learning rate.
+RECIPE_VERSION = "1"  # bump when training code changes the numbers: validation and bench run keys include it
+
+# Plested & Gedeon 2019, Table 2: training examples per class -> epochs at the initial high learning rate.
 TABLE2_PER_CLASS = (10, 25, 50, 100, 250, 500, 1300)  # "Full" ILSVRC2012 subset: ~1,300 per class
 TABLE2_DECAY_EPOCHS = (10, 5, 3, 3, 3, 0, 30)
 
 
 def decay_epochs_for(per_class: float) -> int:
-    """Seed 004 Table 2's initial-decay epochs for the column nearest ``per_class`` (log scale)."""
+    """Plested & Gedeon 2019, Table 2's initial-decay epochs for the column nearest ``per_class`` (log scale)."""
     i = int(np.argmin([abs(math.log(max(per_class, 1)) - math.log(c)) for c in TABLE2_PER_CLASS]))
     return TABLE2_DECAY_EPOCHS[i]
 
@@ -66,7 +68,7 @@ def defrost(epochs: int = 10, lr: float = 0.1, batch_size: int = 32) -> Protocol
 
 
 def finetune(per_class: float, epochs: int = 10, freeze: str | None = None, batch_size: int = 32) -> Protocol:
-    """Seed 004's protocol; ``decay_epochs`` from Table 2 (capped at ``epochs``: a short run that ends
+    """Plested & Gedeon 2019's protocol; ``decay_epochs`` from Table 2 (capped at ``epochs``: a short run that ends
     before Table 2's decay point never decays)."""
     return Protocol("finetune", epochs=epochs, lr=0.01, lr_transferred=0.001, decay_epochs=min(decay_epochs_for(per_class), epochs),
                     batch_size=batch_size, freeze=freeze)

@@ -1,13 +1,14 @@
+# ~350 lines, over the ~300 target: the report text and its two plots share the analysis and its formatting helpers.
 """``bench_report.md`` and its PNGs from ``advisor bench``'s evidence cells.
 
 Why separate: the report is a pure function of the cached evidence (one cell per model × target,
-see :mod:`advisor.bench.bench`), so ``advisor bench --report-only`` regenerates it without training or
+see :mod:`advisor.bench.run`), so ``advisor bench --report-only`` regenerates it without training or
 scoring anything, and the tables can be checked against the cells by hand.
 
 Scores are oriented (higher = better) and taken at each model's best cut (what ``advisor rank``
 ranks by) and at ``pre_logits``. The default-estimator choice is made leave-one-target-out over the
 targets whose ground truth is above its seed noise (all targets when fewer than 2 are), see
-:func:`advisor.bench.bench_metrics.leave_one_target_out`.
+:func:`advisor.bench.metrics.leave_one_target_out`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from advisor.bench import bench_metrics as bm
+from advisor.bench import metrics as bm
 
 
 def _oriented(cell: dict, est: str) -> tuple[float | None, float | None]:
@@ -109,7 +110,7 @@ def analyse(cells: list[dict], estimators: list[str]) -> dict:
         rows.update({e: best[e][t] for e in BASELINES if e in best})
         versus[t] = {name: {"tau": bm.weighted_tau(acc[t], sc), "top1": bm.top1_hit(acc[t], sc), "regret": bm.regret(acc[t], sc)}
                      for name, sc in rows.items()}
-    from advisor.bench.bench import under_trained
+    from advisor.bench.run import under_trained
 
     flags = {k: under_trained(c) for k, c in cell.items()}
     return {"under_trained": {k: v for k, v in flags.items() if v is not None}, "targets": targets, "models": models, "cell": cell, "acc": acc, "std": std, "best": best, "noise": noise,

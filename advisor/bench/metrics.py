@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from advisor.ranking.advisor_score import apply_linear_combination, rank_average, zscores  # noqa: F401 - one implementation, shared with advisor rank
-from advisor.validation.validate import weighted_tau as _weighted_tau
+from advisor.validation.agreement import weighted_tau as _weighted_tau
 
 
 def _common(acc: Mapping[str, float], score: Mapping[str, float | None]) -> list[str]:

@@ -1,0 +1,241 @@
+"""``advisor bench``'s configuration: the protocol :class:`Settings` (every field part of the evidence
+keys), the :class:`Config` read from ``registry/bench.toml`` and the command line, and the checks that
+fail before any work. How the benchmark runs is described in :mod:`advisor.bench.run`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import tomllib
+
+from advisor.data.probe import load_probe
+from advisor.errors import AdvisorError
+from advisor.models.sources import ResolveContext, resolve_model
+
+BENCH_VERSION = "2"  # bump when the protocol code changes the numbers: run keys include it
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "registry" / "bench.toml"
+RUNS_CSV = Path("benchmarks/bench_runs.csv")
+SCORES_CSV = Path("benchmarks/bench_scores.csv")  # beside the runs CSV: the estimators' scores, portable the same way
+MIN_IMG_SIZE = 32  # the ImageNet models downsample by 32
+DEFROST_LR = 0.1  # Gerace et al. 2023's recipe (SGD, cosine-annealed from 0.1)
+PROBE_RECIPE = "standardise + logistic regression (L2, C=1, lbfgs, 1000 iterations) on pre_logits, fit on train, scored on test"
+
+
+def _packaged_config() -> Path:
+    """``registry/bench.toml`` in a source checkout, else the installed ``advisor.registry`` copy."""
+    if DEFAULT_CONFIG.is_file():
+        return DEFAULT_CONFIG
+    from importlib.resources import files
+
+    return Path(str(files("advisor.registry") / "bench.toml"))
+
+
+def shared_root() -> Path:
+    """``$ADVISOR_SHARED``, else ``<repo>/../shared`` (the workplace's checkpoints and datasets)."""
+    if os.environ.get("ADVISOR_SHARED"):
+        return Path(os.environ["ADVISOR_SHARED"]).expanduser()
+    return Path(__file__).resolve().parents[3] / "shared"
+
+
+def cpu_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The benchmark protocol. Every field is part of the evidence keys; the run keys hold what
+    determines each run (its protocol, seed, effective input size and data), so a change re-runs
+    exactly the runs it affects."""
+
+    backbone_lrs: tuple[float, ...] = (0.01, 0.001)
+    head_lr_factor: float = 10.0  # new head lr = factor × backbone lr (Plested & Gedeon 2019: 0.01 vs 0.001)
+    epochs: int = 10
+    seeds: tuple[int, ...] = (0, 1)
+    max_train: int | None = 1000
+    val_fraction: float = 0.2
+    batch_size: int = 32
+    img_size: int | None = None  # input-size cap: each model gets min(its own size, img_size); None = own size
+    defrost_cuts: int | tuple[str, ...] = 3  # a count spread over the default cuts, or cut names
+    defrost_seed: int = 0
+    estimators: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps([BENCH_VERSION, self.as_dict()], sort_keys=True).encode()).hexdigest()[:20]
+
+
+@dataclass
+class Config:
+    models: list[str]
+    targets: list[str]
+    settings: Settings
+    weights_dir: Path | None
+    source: str  # the config file read
+
+
+def parse_img_size(value) -> int | None:
+    """``--img-size``: a whole number of pixels (>= 32) or ``native`` (no cap); else a one-line error."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("native", "none", "")):
+        return None
+    try:
+        size = int(str(value).strip())
+    except ValueError:
+        raise AdvisorError(f"--img-size '{value}' is not a whole number of pixels", "e.g. --img-size 128, or --img-size native for each model's own size") from None
+    if size < MIN_IMG_SIZE:
+        raise AdvisorError(f"--img-size must be at least {MIN_IMG_SIZE} px, got {size}", "e.g. --img-size 128 (the ImageNet models downsample by 32)")
+    return size
+
+
+def parse_defrost_cuts(value) -> int | tuple[str, ...]:
+    """``--defrost-cuts``: a count (>= 1) of cuts spread over the default range, or cut names."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        count = value
+    elif isinstance(value, (list, tuple)):
+        names = tuple(str(v).strip() for v in value if str(v).strip())
+        if not names:
+            raise AdvisorError("--defrost-cuts is empty", "give a count (e.g. 3) or cut names (e.g. blocks.2,pre_logits)")
+        return names
+    else:
+        text = str(value).strip()
+        if not text.lstrip("-").isdigit():
+            return parse_defrost_cuts([t for t in text.split(",")])
+        count = int(text)
+    if count < 1:
+        raise AdvisorError(f"--defrost-cuts must be at least 1, got {count}", "e.g. --defrost-cuts 3, or cut names")
+    return count
+
+
+def parse_workers(value) -> int:
+    """``--workers``: 1 .. the number of CPU cores."""
+    cores = cpu_cores()
+    try:
+        n = int(str(value).strip())
+    except ValueError:
+        raise AdvisorError(f"--workers '{value}' is not a whole number", f"e.g. --workers 2 (this machine has {cores} CPU cores)") from None
+    if n < 1 or n > cores:
+        raise AdvisorError(f"--workers must lie in 1..{cores} (the CPU cores here), got {n}",
+                           "each worker trains with cores // workers threads; more workers than cores only adds contention")
+    return n
+
+
+def load_config(path: str | Path | None = None, *, models: list[str] | None = None, targets: list[str] | None = None,
+                epochs: int | None = None, seeds: list[int] | None = None, max_train: int | None = None,
+                lrs: list[float] | None = None, estimators: list[str] | None = None,
+                img_size: int | str | None = None, defrost_cuts: int | str | list[str] | None = None,
+                defrost_seed: int | None = None, weights_dir: str | Path | None = None) -> Config:
+    """The benchmark to run: ``path`` (default ``registry/bench.toml``) overridden by the arguments.
+    Checks everything cheap before any work: unknown models, missing or unlabelled targets, empty
+    seed or lr lists, non-positive settings, unknown estimators all raise :class:`AdvisorError`.
+    ``img_size``: ``"native"`` lifts the config's cap."""
+    from advisor.estimators import get_estimator, list_estimators
+
+    cfg_path = Path(path).expanduser() if path else _packaged_config()
+    if not cfg_path.is_file():
+        raise AdvisorError(f"bench config '{cfg_path}' does not exist", "pass a TOML file like registry/bench.toml to --config")
+    try:
+        raw = tomllib.loads(cfg_path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise AdvisorError(f"bench config '{cfg_path}' is not valid TOML: {exc}", "fix the file (see registry/bench.toml)") from None
+    proto = raw.get("protocol", {})
+    root = shared_root()
+    if seeds is not None and not seeds:
+        raise AdvisorError("--seeds is empty", "give at least one seed, e.g. --seeds 0,1")
+    if lrs is not None and not lrs:
+        raise AdvisorError("--lrs is empty", "give at least one backbone learning rate, e.g. --lrs 0.01,0.001")
+    s = Settings(
+        backbone_lrs=tuple(float(v) for v in (lrs if lrs is not None else proto.get("backbone_lrs", Settings.backbone_lrs))),
+        head_lr_factor=float(proto.get("head_lr_factor", Settings.head_lr_factor)),
+        epochs=int(epochs if epochs is not None else proto.get("epochs", Settings.epochs)),
+        seeds=tuple(int(v) for v in (seeds if seeds is not None else proto.get("seeds", Settings.seeds))),
+        max_train=max_train if max_train is not None else proto.get("max_train", Settings.max_train),
+        val_fraction=float(proto.get("val_fraction", Settings.val_fraction)),
+        batch_size=int(proto.get("batch_size", Settings.batch_size)),
+        img_size=parse_img_size(img_size if img_size is not None else proto.get("img_size", Settings.img_size)),
+        defrost_cuts=parse_defrost_cuts(defrost_cuts if defrost_cuts is not None else proto.get("defrost_cuts", Settings.defrost_cuts)),
+        defrost_seed=int(defrost_seed if defrost_seed is not None else proto.get("defrost_seed", Settings.defrost_seed)),
+        estimators=tuple(estimators) if estimators else tuple(e.name for e in list_estimators()),
+    )
+    _check_settings(s)
+    for name in s.estimators:
+        get_estimator(name)
+    models = list(dict.fromkeys(models if models else raw.get("models", [])))
+    if not models:
+        raise AdvisorError("no models to benchmark", "pass --models a,b or list them under `models` in the config")
+    if targets:
+        target_paths = [str(Path(t).expanduser()) for t in targets]
+    else:
+        target_paths = [str(root / t) for t in raw.get("targets", [])]
+    if not target_paths:
+        raise AdvisorError("no targets to benchmark", "pass --targets path1,path2 or list them under `targets` in the config")
+    if weights_dir is None and not any(m.startswith(("file:", "local-dir:", "hf-hub:")) for m in models):
+        candidate = root / raw.get("models_dir", "models")
+        weights_dir = candidate if candidate.is_dir() else None
+    wd = Path(weights_dir).expanduser() if weights_dir else None
+    if wd is not None and not wd.is_dir():
+        raise AdvisorError(f"weights dir '{wd}' is not a folder", "pass a folder of weight files to --weights-dir")
+    ctx = ResolveContext(weights_dir=wd)
+    for m in models:
+        resolve_model(m, ctx)  # an unknown model or missing weights fails here, before any training
+    for t in dict.fromkeys(target_paths):
+        check_target(t)
+    return Config(models, list(dict.fromkeys(target_paths)), s, wd, str(cfg_path))
+
+
+def _check_settings(s: Settings) -> None:
+    if s.epochs < 1:
+        raise AdvisorError(f"--epochs must be at least 1, got {s.epochs}", "e.g. --epochs 10")
+    if not all(lr > 0 and math.isfinite(lr) for lr in s.backbone_lrs) or not s.head_lr_factor > 0:
+        raise AdvisorError(f"learning rates must be positive: backbone {list(s.backbone_lrs)}, head factor {s.head_lr_factor}",
+                           "e.g. --lrs 0.01,0.001")
+    if s.max_train is not None and s.max_train < 2:
+        raise AdvisorError(f"--max-train must be at least 2, got {s.max_train}", "e.g. --max-train 1000")
+    if not 0 < s.val_fraction < 1:
+        raise AdvisorError(f"val_fraction must lie in (0, 1), got {s.val_fraction}", "e.g. val_fraction = 0.2 in the config")
+    if s.batch_size < 2:
+        raise AdvisorError(f"batch_size must be at least 2, got {s.batch_size}", "e.g. batch_size = 32 in the config")
+    if len(set(s.seeds)) != len(s.seeds):
+        raise AdvisorError(f"--seeds repeats a seed: {list(s.seeds)}", "give distinct seeds, e.g. --seeds 0,1")
+
+
+def check_target(spec: str) -> None:
+    """A target must exist and be labelled (any folder, .csv or .npz a user has)."""
+    if not Path(spec).exists():
+        raise AdvisorError(f"target '{spec}' does not exist", "pass existing folders or .npz files to --targets (or set ADVISOR_SHARED)")
+    probe = load_probe(spec, split="train")
+    if probe.labels is None:
+        raise AdvisorError(f"target '{spec}' has no labels", "fine-tuning needs labels: one sub-folder per class, a path,label CSV or npz labels")
+
+
+def target_name(spec: str) -> str:
+    p = Path(spec)
+    return p.stem if p.suffix.lower() in (".npz", ".csv") else p.name
+
+
+def model_name(model_id: str) -> str:
+    """A short display name: the file stem for ``file:`` ids, the repo for hub ids, else the id."""
+    if model_id.startswith("file:"):
+        return Path(model_id[5:].split("?")[0]).stem
+    return model_id.split("/")[-1] if model_id.startswith(("hf-hub:", "local-dir:")) else model_id
+
+
+DEFAULT_WORKERS = 2  # capped at the cores; see benchmarks/bench_workers.md
+
+
+def config_workers(path: str | Path | None = None) -> int:
+    """``[run] workers`` of the config (default :data:`DEFAULT_WORKERS`), capped at the cores here."""
+    cfg_path = Path(path).expanduser() if path else _packaged_config()
+    try:
+        raw = tomllib.loads(cfg_path.read_text()) if cfg_path.is_file() else {}
+    except tomllib.TOMLDecodeError:
+        raw = {}  # load_config reports the broken file
+    return min(int(raw.get("run", {}).get("workers", DEFAULT_WORKERS)), cpu_cores())

@@ -1,0 +1,283 @@
+"""``advisor bench``: measure every estimator against fine-tuned ground truth, model × target.
+
+Why: an estimator is only worth its default slot in ``advisor rank`` if it orders models the way
+fine-tuning does, on targets it was not tuned on. This module produces the evidence, in units of
+work called *runs*, each keyed by a content hash of everything that determines its numbers:
+
+1. **Fine-tunes** (ground truth) per (model, target), with the validation machinery
+   (:mod:`advisor.validation.finetune`): a full fine-tune (cut ``pre_logits``, nothing frozen; the schedule of
+   Plested & Gedeon 2019) for every backbone lr of the grid × every seed. The target's own
+   ``train``/``test`` splits are used when present (otherwise :func:`advisor.data.splits.train_val_split`'s
+   stratified hold-out is the test part); a stratified, seeded ``val_fraction`` of the training pool
+   is carved out to choose the lr (by mean validation accuracy over seeds), and the test accuracy at
+   that lr (mean ± std over seeds) is the model's ground truth. The test part never influences a choice.
+2. **Defrost runs** per (model, target): the layer-wise defrosting protocol of Gerace et al. 2023
+   (frozen pretrained prefix up to a cut, the rest re-initialised and trained) at a few cuts spread
+   over the default range (``defrost_cuts``), one seed; the cut with the best *validation* accuracy
+   is what a freeze-depth recommendation should hit.
+3. **Linear probe** per (model, target): a logistic regression on the frozen ``pre_logits`` features
+   of the training part, scored on the test part. A fine-tune that ends below it was under-trained
+   (too few epochs, a bad lr) and is flagged in the report: not evidence about the model.
+4. **Scores**: :func:`advisor.ranking.ranking.rank` with every registered estimator on the training part
+   (capped like the runs), at every cut, in the parent process.
+
+**Input size.** ``img_size`` caps every model's input: a model gets ``min(its own size, img_size)``
+(a cap never enlarges an image, and models with a fixed input size keep theirs). Compute scales with
+the pixel count, so 128 px costs about a quarter of 240 px.
+
+**Where results live.** Each finished run is written by the parent process only, (a) appended as one
+line to a CSV (``benchmarks/bench_runs.csv`` by default: write, flush, fsync; a torn last line is
+ignored when read) that is committed to git, and (b) stored in DuckDB's ``bench_runs`` in its own
+transaction. A benchmark on a fresh machine imports the CSV first and skips those runs: the run keys
+are content hashes (weights bytes, image bytes, labels, protocol), not paths. ``--workers N`` runs
+independent runs in N processes, each with ``cores // N`` torch threads; workers never open the cache.
+Each finished (model, target) is one ``bench_cells`` row (its evidence as JSON) from which
+``advisor bench --report-only`` rebuilds the report without any computation. ``--plan`` counts the
+runs and times a few SGD steps per model to estimate the wall time, training nothing.
+The pieces: :mod:`~advisor.bench.config` (settings), :mod:`~advisor.bench.identity` (content keys),
+:mod:`~advisor.bench.jobs` (runs), :mod:`~advisor.bench.units` (CSV + DuckDB records), :mod:`~advisor.bench.plan`
+(``--plan``), this module (the benchmark, its evidence cells and the ground truth), :mod:`~advisor.bench.metrics`
+and :mod:`~advisor.bench.report`; the splits are :func:`advisor.data.splits.target_parts`.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from advisor.bench.config import RUNS_CSV, SCORES_CSV, Config, Settings, model_name, target_name
+from advisor.bench.identity import part_identity, score_key
+from advisor.bench.jobs import execute
+from advisor.bench.plan import CellPlan, Plan, make_plan
+from advisor.bench.units import append_run, append_score, import_runs, read_scores, repair_tail, store_run, typed_record
+from advisor.errors import AdvisorError
+from advisor.store.artifacts import dumps
+from advisor.store.runs import BENCH_CELLS
+
+
+def summarise_runs(runs: list[dict], lrs, head_lr_factor: float) -> dict:
+    """Choose the lr by mean validation accuracy over seeds (ties: the first lr of the grid) and report
+    the test accuracy there (mean ± population std over seeds) and the final train loss (mean over
+    seeds). ``lr`` is None if every run failed."""
+    per_lr = {}
+    for lr in lrs:
+        ok = [r for r in runs if r["lr"] == lr and r["status"] == "done" and r["test_acc"] is not None]
+        losses = [r["final_train_loss"] for r in ok if r.get("final_train_loss") is not None]
+        per_lr[lr] = {"val_mean": float(np.mean([r["val_acc"] for r in ok])) if ok else None,
+                      "test_mean": float(np.mean([r["test_acc"] for r in ok])) if ok else None,
+                      "test_std": float(np.std([r["test_acc"] for r in ok])) if ok else None,
+                      "train_loss": float(np.mean(losses)) if losses else None,
+                      "done": len(ok), "failed": sum(r["lr"] == lr and r["status"] != "done" for r in runs)}
+    ranked = [lr for lr in lrs if per_lr[lr]["done"]]
+    best = max(ranked, key=lambda lr: per_lr[lr]["val_mean"]) if ranked else None
+    pl = per_lr.get(best, {})
+    return {"lr_backbone": best, "lr_head": None if best is None else best * head_lr_factor,
+            "val_mean": pl.get("val_mean"), "test_mean": pl.get("test_mean"), "test_std": pl.get("test_std"),
+            "train_loss": pl.get("train_loss"), "seeds_done": pl.get("done", 0), "per_lr": {str(lr): v for lr, v in per_lr.items()},
+            "seconds": float(sum(r["seconds"] or 0.0 for r in runs))}
+
+
+def _log_record(rec: dict, log) -> None:
+    if rec["kind"] == "finetune":
+        what = f"fine-tune lr {rec['lr_backbone']:g} seed {rec['seed']}"
+    else:
+        what = f"defrost @ {rec['cut']} seed {rec['seed']}" if rec["kind"] == "defrost" else "linear probe"
+    if rec["status"] == "done":
+        loss = f", train loss {rec['final_train_loss']:.3f}" if rec.get("final_train_loss") is not None else ""
+        log(f"{rec['model']} on {rec['target']}: {what}: val {rec['val_acc']:.3f}, test {rec['test_acc']:.3f}{loss} ({rec['seconds']:.1f} s)")
+    else:
+        log(f"{rec['model']} on {rec['target']}: {what}: {rec['status']} ({rec['reason']})")
+
+
+def _scores(plan: Plan, log, scores_csv: str | Path | None = None) -> dict:
+    """``advisor.rank`` of every model on every target's score part, each model at its benchmark
+    input size (its own or the cap): {(target, model): {"cuts", "scores", "n_score", "n_classes", "extract_seconds"}}.
+    A pair already in ``scores_csv`` is read from it; a new one is appended to it as it is scored."""
+    from advisor.ranking.ranking import rank
+
+    s = plan.cfg.settings
+    known = read_scores(scores_csv) if scores_csv is not None else {}
+    out = {}
+    for t, parts in plan.parts.items():
+        t0 = time.perf_counter()
+        part_key = part_identity(parts.score, t)
+        reused = 0
+        for m in plan.cfg.models:
+            info = plan.infos[m]
+            key = score_key(info, part_key, tuple(s.estimators))
+            if key in known:
+                out[(t, m)] = known[key]
+                reused += 1
+                continue
+            ranked = rank(parts.score, [m], list(s.estimators), img_size=info.img_override, weights_dir=plan.cfg.weights_dir,
+                          command="bench-scores")
+            mf = ranked.models[0]
+            hib = {r["estimator"]: r["higher_is_better"] for r in ranked.rows}
+            by = {(r["estimator"], r["cut"]): r for r in ranked.cut_scores}
+            scores = {}
+            for est in s.estimators:
+                rows = [by[(est, c)] for c in mf.cuts]
+                errors = sorted({r["error"] for r in rows if r["error"]})
+                scores[est] = {"cuts": [r["score"] for r in rows], "higher_is_better": hib[est],
+                               "seconds": float(sum(r["seconds"] for r in rows)), "error": "; ".join(errors) or None}
+            out[(t, m)] = {"cuts": list(mf.cuts), "scores": scores, "n_score": len(ranked.probe),
+                           "n_classes": ranked.probe.num_classes, "extract_seconds": mf.extract_seconds}
+            if scores_csv is not None:
+                append_score(scores_csv, key, target_name(t), model_name(m), out[(t, m)])
+        log(f"{target_name(t)}: scores of {len(s.estimators)} estimators x {len(plan.cfg.models)} models ({time.perf_counter() - t0:.1f} s"
+            + (f"; {reused} from {scores_csv}" if reused else "") + ")")
+    return out
+
+
+def _cell(cp: CellPlan, recs: dict[str, dict], sc: dict, s: Settings) -> dict:
+    runs = [{"lr": j.lr, "seed": j.seed, **recs[j.key]} for j in cp.jobs if j.kind == "finetune"]
+    probe = next(recs[j.key] for j in cp.jobs if j.kind == "probe")
+    defrost = {}
+    for j in cp.jobs:
+        if j.kind == "defrost":
+            r = recs[j.key]
+            defrost[j.cut] = {"val_acc": r["val_acc"], "test_acc": r["test_acc"], "status": r["status"], "final_train_loss": r["final_train_loss"]}
+    ok = {c: v for c, v in defrost.items() if v["status"] == "done" and v["val_acc"] is not None}
+    best = None
+    if ok:
+        top = max(v["val_acc"] for v in ok.values())
+        best = [c for c in ok if ok[c]["val_acc"] == top][-1]  # ties go to the deepest cut, as advisor validate
+    p, info = cp.parts, cp.info
+    return {
+        "model": info.model_id, "model_name": model_name(info.model_id), "target": p.spec, "target_name": target_name(p.spec),
+        "split": p.note, "n_train": len(p.train), "n_val": len(p.val), "n_test": len(p.test),
+        "n_score": sc["n_score"], "n_classes": sc["n_classes"], "cuts": sc["cuts"], "input_size": info.input_size[-1],
+        "ground_truth": summarise_runs(runs, s.backbone_lrs, s.head_lr_factor),
+        "probe": {"test_acc": probe["test_acc"], "val_acc": probe["val_acc"], "status": probe["status"]},
+        "defrost": {"profile": {c: [v["val_acc"], v["test_acc"]] for c, v in defrost.items()}, "best_cut": best},
+        "scores": sc["scores"], "extract_seconds": sc["extract_seconds"],
+        "runs": [{"kind": recs[j.key]["kind"], "lr": j.lr, "cut": j.cut, "seed": j.seed, "status": recs[j.key]["status"],
+                  "val_acc": recs[j.key]["val_acc"], "test_acc": recs[j.key]["test_acc"],
+                  "final_train_loss": recs[j.key]["final_train_loss"], "seconds": recs[j.key]["seconds"]} for j in cp.jobs],
+    }
+
+
+def _cell_key(s: Settings, model_id: str, target: str) -> str:
+    return hashlib.sha256(json.dumps([s.key(), model_id, str(Path(target).resolve())]).encode()).hexdigest()[:24]
+
+
+def _store_cells(cells: list[dict], s: Settings) -> None:
+    BENCH_CELLS.store(*({"cell_key": _cell_key(s, c["model"], c["target"]), "settings_hash": s.key(), "model_id": c["model"],
+                         "target": c["target"], "payload": dumps(c)} for c in cells))
+
+
+def load_cells(cfg: Config) -> list[dict]:
+    """The stored evidence of every (model, target) of ``cfg`` under its settings; an error naming
+    what is missing otherwise (``--report-only`` computes nothing)."""
+    want = [(t, m) for t in cfg.targets for m in cfg.models]
+    got = {k: v[0] for k, v in BENCH_CELLS.finished([_cell_key(cfg.settings, m, t) for t, m in want], ("payload",)).items()}
+    missing = [(t, m) for t, m in want if _cell_key(cfg.settings, m, t) not in got]
+    if missing:
+        t, m = missing[0]
+        raise AdvisorError(f"--report-only: {len(missing)} of {len(want)} (model, target) pairs are not in the cache under these settings, "
+                           f"e.g. {model_name(m)} on {target_name(t)}", "run `advisor bench` with the same options without --report-only first")
+    return [json.loads(got[_cell_key(cfg.settings, m, t)]) for t, m in want]
+
+
+def bench(cfg: Config, *, report_only: bool = False, device: str | None = None, workers: int = 1,
+          runs_csv: str | Path | None = RUNS_CSV, log=lambda m: None) -> list[dict]:
+    """All evidence cells of ``cfg``: computed (finished runs reused) or, with ``report_only``, read back.
+
+    Order: import the runs CSV into the cache; plan every run (models built once, no training);
+    score every model on every target (a thread of this process) while the runs not done yet go to
+    ``workers`` processes, each record stored as it arrives (CSV line, then its DuckDB transaction); assemble
+    and store one evidence cell per (model, target)."""
+    if report_only:
+        return load_cells(cfg)
+    from advisor.validation.validate import pick_device
+
+    dev = pick_device(device)
+    if runs_csv is not None:
+        for path in (Path(runs_csv), Path(runs_csv).with_name(SCORES_CSV.name)):
+            cut = repair_tail(path)
+            if cut:
+                log(f"{path}: dropped a torn last line ({cut} bytes) left by an interrupted write")
+        n = import_runs(runs_csv)
+        if n:
+            log(f"imported {n} finished runs from {runs_csv}")
+    plan = make_plan(cfg, dev, log)
+    for t, p in plan.parts.items():
+        log(f"{target_name(t)}: {p.note}")
+    # Scoring (this process) overlaps the runs (worker processes): the cores are busy from the start.
+    scored: dict = {}
+
+    def score() -> None:
+        try:
+            scored["scores"] = _scores(plan, log, None if runs_csv is None else Path(runs_csv).with_name(SCORES_CSV.name))
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread below
+            scored["error"] = exc
+
+    scorer = threading.Thread(target=score, name="bench-scores", daemon=True)
+    scorer.start()
+    recs = dict(plan.done)
+    todo = [j for j in plan.jobs if j.key not in recs]
+    for cp in plan.cells:
+        if not any(j.key not in recs for j in cp.jobs):
+            log(f"{model_name(cp.info.model_id)} on {target_name(cp.parts.spec)}: all {len(cp.jobs)} runs cached")
+    if todo:
+        log(f"{len(todo)} runs to do ({len(plan.jobs) - len(todo)} of {len(plan.jobs)} cached), {workers} worker(s)")
+    for rec in execute(todo, workers):
+        if runs_csv is not None:
+            append_run(runs_csv, rec)  # first: a crash before the DuckDB commit still leaves the portable record
+        store_run(rec)
+        recs[rec["run_key"]] = typed_record(rec)
+        _log_record(rec, log)
+    scorer.join()
+    if "error" in scored:
+        raise scored["error"]
+    scores = scored["scores"]
+    s = cfg.settings
+    cells = [_cell(cp, recs, scores[(cp.parts.spec, cp.info.model_id)], s) for cp in plan.cells]
+    _store_cells(cells, s)
+    return cells
+
+
+GROUND_TRUTH_COLUMNS = ("target", "model", "lr_backbone", "lr_head", "val_acc_mean", "test_acc_mean", "test_acc_std", "seeds_done",
+                        "final_train_loss", "probe_test_acc", "under_trained", "epochs", "input_size", "n_train", "n_val", "n_test",
+                        "best_defrost_cut", "defrost_val_acc", "defrost_test_acc", "val_acc_by_lr", "test_acc_by_lr", "model_id", "target_path")
+
+
+def under_trained(cell: dict) -> bool | None:
+    """The fine-tuned test accuracy ended below the frozen linear probe's: the fine-tune, not the
+    model, fell short (None when either is missing)."""
+    g, p = cell["ground_truth"], cell.get("probe") or {}
+    if g.get("test_mean") is None or p.get("test_acc") is None:
+        return None
+    return bool(g["test_mean"] < p["test_acc"])
+
+
+def write_ground_truth(cells: list[dict], s: Settings, path: str | Path) -> Path:
+    """The ground-truth table: one row per (model, target), the chosen lr and its test accuracy."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def fmt(v):
+        return "" if v is None else (f"{v:.6g}" if isinstance(v, float) else v)
+
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(GROUND_TRUTH_COLUMNS)
+        for c in cells:
+            g, d = c["ground_truth"], c["defrost"]
+            best = d["best_cut"]
+            ut = under_trained(c)
+            w.writerow([c["target_name"], c["model_name"], fmt(g["lr_backbone"]), fmt(g["lr_head"]), fmt(g["val_mean"]),
+                        fmt(g["test_mean"]), fmt(g["test_std"]), g["seeds_done"], fmt(g.get("train_loss")),
+                        fmt((c.get("probe") or {}).get("test_acc")), "" if ut is None else str(ut).lower(), s.epochs,
+                        c.get("input_size", ""), c["n_train"], c["n_val"], c["n_test"],
+                        best or "", fmt(d["profile"][best][0]) if best else "", fmt(d["profile"][best][1]) if best else "",
+                        ";".join(f"{lr}:{fmt(v['val_mean'])}" for lr, v in g["per_lr"].items()),
+                        ";".join(f"{lr}:{fmt(v['test_mean'])}" for lr, v in g["per_lr"].items()),
+                        c["model"], c["target"]])
+    return path
