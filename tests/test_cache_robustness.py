@@ -18,17 +18,18 @@ import pytest
 from conftest import REPO, file_id
 from test_cli_robustness import _rank_process, assert_usage_error, one_line
 
-from advisor.store import cache
+from advisor.store import artifacts, db, locks
+from advisor.store.artifacts import to_blob
 
 
 def _fill_cache(rows: int = 24, kb: int = 128) -> None:
     """A cache of a few MiB (so that truncating it to 1 MiB cuts real data)."""
     rng = np.random.default_rng(0)
-    with cache.transaction() as con:
+    with db.transaction() as con:
         for i in range(rows):
             f = rng.standard_normal((kb * 256 // 64, 64)).astype(np.float32)
             con.execute("INSERT INTO features VALUES (?, ?, ?, ?, ?, 'features', ?, ?, ?)",
-                        ["fp", "probe", "pp", f"cut{i}", i, f.shape[0], f.shape[1], cache.to_blob(f)])
+                        ["fp", "probe", "pp", f"cut{i}", i, f.shape[0], f.shape[1], to_blob(f)])
         con.execute("INSERT INTO runs (run_id, command, status) VALUES ('r1', 'rank', 'done')")
 
 
@@ -82,10 +83,10 @@ def test_damaged_write_ahead_log(run_cli, advisor_home):
     db = advisor_home / "advisor.duckdb"
     code = textwrap.dedent(f"""
         import os, duckdb
-        from advisor.store import cache
-        with cache.transaction():
+        from advisor.store import db
+        with db.transaction():
             pass
-        con = duckdb.connect(str(cache.cache_path()))
+        con = duckdb.connect(str(db.cache_path()))
         for k in range(5):  # five committed transactions
             con.execute(f"INSERT INTO runs (run_id, command, status) SELECT 'r{{k}}_' || i, 'rank', 'done' FROM range(20000) t(i)")
         os._exit(0)  # killed before the checkpoint: the rows live in the WAL
@@ -129,12 +130,12 @@ def test_disk_full_during_a_cache_write_is_one_line_and_nothing_half_written(run
         def full(a):
             raise OSError(errno.ENOSPC, "No space left on device")
 
-        monkeypatch.setattr(cache, "to_blob", full)
+        monkeypatch.setattr(artifacts, "to_blob", full)
     line = assert_usage_error(run_cli("rank", str(image_folder), "--models", model, "-e", "knn", "--img-size", "32"))
     assert "no space left" in line and "ADVISOR_HOME" in line
     monkeypatch.undo()
     monkeypatch.setenv("ADVISOR_HOME", str(advisor_home))
-    with cache.connect(read_only=True) as con:  # the model's unit was rolled back whole
+    with db.connect(read_only=True) as con:  # the model's unit was rolled back whole
         assert con.execute("SELECT count(*) FROM features").fetchone()[0] == 0
         assert con.execute("SELECT count(*) FROM extractions").fetchone()[0] == 0
         assert con.execute("SELECT count(*) FROM models").fetchone()[0] == 0
@@ -152,7 +153,7 @@ def test_a_cache_folder_that_cannot_be_created(run_cli, tmp_path, monkeypatch, i
 
 
 def test_bad_lock_timeout_is_one_line(run_cli, monkeypatch):
-    with cache.transaction():
+    with db.transaction():
         pass
     monkeypatch.setenv("ADVISOR_LOCK_TIMEOUT", "soon")
     assert "ADVISOR_LOCK_TIMEOUT" in assert_usage_error(run_cli("cache", "stats"))
@@ -183,13 +184,13 @@ def test_cache_clear_cannot_delete_the_cache_under_a_running_rank(tmp_path, tiny
 
 
 def test_cache_clear_waits_for_a_running_command_then_deletes(run_cli, advisor_home, monkeypatch):
-    with cache.transaction():
+    with db.transaction():
         pass
     holder = textwrap.dedent("""
         import sys, time
-        from advisor.store import cache
-        with cache.session():
-            with cache.connect(read_only=True):
+        from advisor.store import db, locks
+        with locks.session():
+            with db.connect(read_only=True):
                 pass
             print("holding", flush=True)
             time.sleep(1.5)
@@ -208,8 +209,8 @@ def test_cache_clear_waits_for_a_running_command_then_deletes(run_cli, advisor_h
 def test_session_lock_is_released_after_each_command(run_cli, advisor_home, image_folder, tiny_weights, monkeypatch):
     model = file_id(tiny_weights["test_resnet"], "test_resnet")
     assert run_cli("rank", str(image_folder), "--models", model, "-e", "knn", "--img-size", "32")[0] == 0
-    assert not cache._held and cache._session_depth == 0
-    probe = f"from advisor import cache\nwith cache._exclusive(cache.cache_path()):\n    print('free')"
+    assert not locks.held() and not locks.in_session()
+    probe = "from advisor.store import db, locks\nwith locks.exclusive(db.cache_path()):\n    print('free')"
     monkeypatch.setenv("ADVISOR_LOCK_TIMEOUT", "0")
     done = subprocess.run([sys.executable, "-c", probe], env={**os.environ, "PYTHONPATH": str(REPO)},
                           capture_output=True, text=True)
@@ -221,7 +222,7 @@ def test_session_lock_is_released_after_each_command(run_cli, advisor_home, imag
 
 @pytest.fixture
 def small_cache():
-    with cache.transaction() as con:
+    with db.transaction() as con:
         con.execute("INSERT INTO runs (run_id, command, status) VALUES ('r1', 'rank', 'done')")
 
 

@@ -13,7 +13,7 @@ import pytest
 from conftest import assert_one_line_error, file_id
 
 import advisor
-from advisor.store import cache
+from advisor.store import db, schema
 from advisor.store.repro import list_runs
 
 VERSIONS = {"advisor": advisor.__version__, "timm": metadata.version("timm"), "torch": metadata.version("torch")}
@@ -30,8 +30,8 @@ def sha(tiny_weights):
 
 
 def _identity(model_id):
-    from advisor.bench.bench import model_identity
-    from advisor.models.models import ResolveContext, resolve_model
+    from advisor.bench.identity import model_identity
+    from advisor.models.sources import ResolveContext, resolve_model
 
     return model_identity(resolve_model(model_id, ResolveContext()))
 
@@ -80,30 +80,59 @@ def test_advisor_runs_lists_commands_with_results(run_cli, image_folder, model, 
     assert_one_line_error(run_cli("runs", "--limit", "0"), "--limit must be at least 1")
 
 
-def test_migration_5_adds_the_columns_to_an_old_cache(advisor_home):
-    """A cache written before the reproducibility columns: `advisor runs` reads it (versions None),
-    and the first write migrates it without touching old rows."""
+def _positional_cache(n: int) -> None:
+    """A cache as advisor wrote it before migrations had names: the first ``n`` migrations applied,
+    recorded by position (version 1 = the first) in ``schema_migrations``."""
     import duckdb
 
-    path = cache.cache_path()
+    path = db.cache_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(path))
     con.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMP DEFAULT current_timestamp)")
-    for version, sql in enumerate(cache.MIGRATIONS[:4], start=1):
+    for version, (_, sql) in enumerate(schema.MIGRATIONS[:n], start=1):
         con.execute(sql)
         con.execute("INSERT INTO schema_migrations (version) VALUES (?)", [version])
     con.execute("INSERT INTO runs (run_id, command, args, status, result) VALUES ('old', 'rank', '{}', 'done', '[]')")
     con.close()
+
+
+def _recorded() -> list[str]:
+    with db.connect(read_only=True) as con:
+        return [r[0] for r in con.execute("SELECT name FROM schema_migrations ORDER BY applied_at, name").fetchall()]
+
+
+def test_migration_5_adds_the_columns_to_an_old_cache(advisor_home):
+    """A cache written before the reproducibility columns: `advisor runs` reads it (versions None),
+    and the first write migrates it without touching old rows."""
+    _positional_cache(4)
     old = list_runs()
     assert [r["run_id"] for r in old] == ["old"] and old[0]["versions"] == {"advisor": None, "timm": None, "torch": None}
     from advisor.store.repro import start_run
 
     start_run("rank", {"probe": "x"})  # a write: migrates
-    with cache.connect(read_only=True) as con:
-        assert con.execute("SELECT max(version) FROM schema_migrations").fetchone()[0] == len(cache.MIGRATIONS) >= 5
+    assert sorted(_recorded()) == sorted(name for name, _ in schema.MIGRATIONS) and len(schema.MIGRATIONS) >= 5
     runs = {r["run_id"]: r for r in list_runs()}
     assert runs["old"]["versions"]["advisor"] is None and len(runs) == 2
     assert next(r for k, r in runs.items() if k != "old")["versions"] == VERSIONS
+
+
+def test_a_cache_with_positional_versions_keeps_working_under_named_migrations(advisor_home, monkeypatch):
+    """A complete cache of the positional scheme: its record becomes names, no migration runs twice,
+    its rows stay, and a migration appended later (a new name) is applied once."""
+    _positional_cache(len(schema.POSITIONAL))
+    with db.transaction() as con:  # a write: converts the record, applies nothing (all five are there)
+        assert con.execute("SELECT run_id FROM runs").fetchall() == [("old",)]
+    assert sorted(_recorded()) == sorted(schema.POSITIONAL)
+    assert [name for name, _ in schema.MIGRATIONS[:len(schema.POSITIONAL)]] == list(schema.POSITIONAL)
+    extra = ("test_extra_table", "CREATE TABLE test_extra (x INTEGER);")
+    monkeypatch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS + (extra,))
+    for _ in range(2):  # applied by the first write only
+        with db.transaction() as con:
+            con.execute("INSERT INTO test_extra VALUES (1)")
+    assert "test_extra_table" in _recorded() and len(_recorded()) == len(schema.MIGRATIONS)
+    with db.connect(read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM test_extra").fetchone()[0] == 2
+        assert con.execute("SELECT run_id FROM runs").fetchall() == [("old",)]
 
 
 def _no_temp_files(folder: Path):

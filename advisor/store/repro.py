@@ -4,7 +4,7 @@ which weights each model had (a hash of the weights file's bytes).
 ``rank``, ``layers`` and ``validate`` write one row of the cache's ``runs`` table per command (the
 arguments, the result, the three versions and the weights of every model) and put the same record
 in their ``--json`` output; ``advisor runs`` lists them. The weights hash and the model identity
-(build recipe + weights bytes) are :func:`advisor.bench.bench.model_identity`'s, the one definition the
+(build recipe + weights bytes) are :func:`advisor.bench.identity.model_identity`'s, the one definition the
 benchmark keys its ground truth on: a model moved to another folder keeps its identity.
 
 Versions are read from the installed distributions' metadata, so a warm rerun still imports no torch.
@@ -17,7 +17,8 @@ import uuid
 from importlib import metadata
 from pathlib import Path
 
-from advisor.store import cache
+from advisor.store import db
+from advisor.store.artifacts import dumps
 
 
 def versions() -> dict[str, str | None]:
@@ -36,20 +37,20 @@ def versions() -> dict[str, str | None]:
 def weights_record(resolved) -> dict[str, str | None]:
     """``weights_sha256`` (the weights file's bytes; None when the model has no single file, e.g. a
     network trained on the probe) and ``model_identity`` (build recipe + weights bytes)."""
-    from advisor.bench.bench import _file_sha, model_identity
+    from advisor.bench.identity import file_sha, model_identity
 
     path = Path(resolved.weights) if resolved.weights else None
     if path is None or not path.is_file():
         from dataclasses import replace
 
         return {"weights_sha256": None, "model_identity": model_identity(replace(resolved, weights=None))}
-    return {"weights_sha256": _file_sha(path), "model_identity": model_identity(resolved)}
+    return {"weights_sha256": file_sha(path), "model_identity": model_identity(resolved)}
 
 
 def annotate_rows(rows: list[dict], models) -> dict[str, dict]:
     """Add ``versions``, ``weights_sha256`` and ``model_identity`` to every result row (in place)
     and return ``{model id: weights record}`` for the ``runs`` row. ``models``: objects with
-    ``model_id`` and ``resolved`` (:class:`advisor.ranking.ranking.ModelFeatures`)."""
+    ``model_id`` and ``resolved`` (:class:`advisor.ranking.extraction.ModelFeatures`)."""
     record = {m.model_id: weights_record(m.resolved) for m in models}
     vers = versions()
     empty = {"weights_sha256": None, "model_identity": None}
@@ -66,22 +67,22 @@ def start_run(command: str, args: dict) -> str:
     """Record a command as running; returns its run id."""
     run_id = uuid.uuid4().hex[:12]
     v = versions()
-    with cache.transaction() as con:
+    with db.transaction() as con:
         con.execute("INSERT INTO runs (run_id, command, args, status, advisor_version, timm_version, torch_version) "
                     "VALUES (?, ?, ?, 'running', ?, ?, ?)",
-                    [run_id, command, cache.dumps(args), v["advisor"], v["timm"], v["torch"]])
+                    [run_id, command, dumps(args), v["advisor"], v["timm"], v["torch"]])
     return run_id
 
 
 def finish_run(run_id: str, result=None, weights: dict | None = None, error: BaseException | None = None) -> None:
     """Close the run: ``done`` with its result and the weights of every model, or ``failed: <type>``."""
-    with cache.transaction() as con:
+    with db.transaction() as con:
         if error is not None:
             con.execute("UPDATE runs SET status = ?, finished_at = current_timestamp WHERE run_id = ?",
                         [f"failed: {type(error).__name__}", run_id])
         else:
             con.execute("UPDATE runs SET status = 'done', result = ?, weights = ?, finished_at = current_timestamp WHERE run_id = ?",
-                        [cache.dumps(result), cache.dumps(weights or {}), run_id])
+                        [dumps(result), dumps(weights or {}), run_id])
 
 
 RUN_COLUMNS = ("run_id", "command", "args", "status", "result", "started_at", "finished_at", "advisor_version",
@@ -91,9 +92,9 @@ RUN_COLUMNS = ("run_id", "command", "args", "status", "result", "started_at", "f
 def list_runs(limit: int = 20, commands: tuple[str, ...] | None = None) -> list[dict]:
     """The latest ``limit`` runs, newest first, as dicts (``args``/``result``/``weights`` parsed).
     A cache written before the version columns existed reads them as None."""
-    if not cache.cache_path().exists():
+    if not db.cache_path().exists():
         return []
-    with cache.connect(read_only=True) as con:
+    with db.connect(read_only=True) as con:
         have = {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE table_name = 'runs'").fetchall()}
         if not have:
             return []
