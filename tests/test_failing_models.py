@@ -14,7 +14,7 @@ import pytest
 from conftest import file_id
 
 import advisor
-from advisor.store import cache
+from advisor.store import db
 from advisor.errors import AdvisorError
 
 
@@ -97,7 +97,7 @@ def test_api_reports_failed_models(image_folder, tiny_weights):
     assert "does not exist" in result.failed["file:/no/w.safetensors?arch=resnet18"]
     assert [mf.model_id for mf in result.models] == [good]
     assert len(result.rows) == 6 and [r["rank"] for r in result.rows if r["model"] == good] == [1, 1]
-    with cache.connect(read_only=True) as con:  # the run is recorded as done, with the failures in its result
+    with db.connect(read_only=True) as con:  # the run is recorded as done, with the failures in its result
         status, stored = con.execute("SELECT status, result FROM runs").fetchone()
     assert status == "done" and sum(r["model_error"] is not None for r in json.loads(stored)) == 4
 
@@ -113,7 +113,7 @@ def test_a_single_failing_model_is_its_own_error(image_folder, run_cli, advisor_
     code, out, err = run_cli("rank", str(image_folder), "--models", "resnet18.a1_in1k")
     assert code == 2 and _one_line(err) and err.startswith("error: no weights for model 'resnet18.a1_in1k'")
     if (advisor_home / "advisor.duckdb").exists():
-        with cache.connect(read_only=True) as con:
+        with db.connect(read_only=True) as con:
             assert con.execute("SELECT count(*) FROM features").fetchone()[0] == 0
 
 
@@ -218,7 +218,7 @@ def test_vit_at_another_img_size_gets_resampled_position_embeddings(tiny_weights
     from timm.layers import resample_abs_pos_embed
 
     from advisor.models.loading import build_model
-    from advisor.models.models import resolve_model
+    from advisor.models.sources import resolve_model
 
     vit = file_id(tiny_weights["test_vit"], "test_vit")
     loaded = build_model(resolve_model(vit), img_size=64)
@@ -237,7 +237,7 @@ def test_vits_rank_at_another_img_size_and_are_cached_per_size(image_folder, tin
         assert all(r["score"] is not None for r in json.loads(out))
     code, out, err = run_cli("rank", str(image_folder), "--models", ",".join(models), "--img-size", "64", "--json")
     assert all(r["cached"] for r in json.loads(out))
-    with cache.connect(read_only=True) as con:  # 3 models x 2 sizes
+    with db.connect(read_only=True) as con:  # 3 models x 2 sizes
         assert con.execute("SELECT count(*) FROM extractions").fetchone()[0] == 6
 
 
@@ -279,7 +279,7 @@ def test_ids_that_are_not_model_ids_are_refused_with_a_hint(model_id, message, i
 
 
 def test_a_bare_path_on_disk_is_refused_with_the_right_prefix(tmp_path, tiny_weights, run_cli, image_folder):
-    from advisor.models.models import resolve_model
+    from advisor.models.sources import resolve_model
 
     weights = str(tiny_weights["test_resnet"])
     with pytest.raises(AdvisorError, match=f"say what it is: a weights file is file:{weights}\\?arch=NAME"):
@@ -295,7 +295,7 @@ def test_a_bare_path_on_disk_is_refused_with_the_right_prefix(tmp_path, tiny_wei
 
 
 def test_a_bare_word_that_is_also_a_file_here_is_still_a_model_name(tmp_path, monkeypatch):
-    from advisor.models.models import parse_model_id
+    from advisor.models.ids import parse_model_id
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "resnet18").mkdir()

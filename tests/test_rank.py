@@ -8,7 +8,7 @@ import pytest
 from conftest import file_id
 
 import advisor
-from advisor.store import cache
+from advisor.store import db
 
 
 @pytest.fixture
@@ -52,7 +52,7 @@ def test_warm_rerun_does_no_forward_pass(image_folder, tiny_models, monkeypatch)
 def test_img_size_is_part_of_the_feature_key(image_folder, tiny_models):
     _rank(image_folder, tiny_models[:1], img_size=32)
     _rank(image_folder, tiny_models[:1], img_size=48)
-    with cache.connect(read_only=True) as con:
+    with db.connect(read_only=True) as con:
         assert con.execute("SELECT count(DISTINCT preproc_hash) FROM extractions").fetchone()[0] == 2
 
 
@@ -71,7 +71,7 @@ def test_failed_model_leaves_earlier_models_whole_and_resumes(image_folder, tiny
     monkeypatch.setattr(advisor.ranking.features, "extract", dies_on_second)
     with pytest.raises(KeyboardInterrupt):
         _rank(image_folder, tiny_models)
-    with cache.connect(read_only=True) as con:
+    with db.connect(read_only=True) as con:
         assert con.execute("SELECT count(*) FROM extractions").fetchone()[0] == 1
         assert con.execute("SELECT count(DISTINCT model_fp) FROM features").fetchone()[0] == 1
         assert con.execute("SELECT status FROM runs").fetchone()[0].startswith("failed")
@@ -147,7 +147,7 @@ def test_bad_inputs_exit_2_with_one_line(case, run_cli, tmp_path, tiny_weights, 
     assert code == 2 and message in err, err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     if (advisor_home / "advisor.duckdb").exists():  # nothing half-written: no features, no scores
-        with cache.connect(read_only=True) as con:
+        with db.connect(read_only=True) as con:
             assert con.execute("SELECT count(*) FROM features").fetchone()[0] == 0
             assert con.execute("SELECT count(*) FROM scores").fetchone()[0] == 0
 
@@ -158,7 +158,7 @@ def test_locked_cache_is_a_clear_error(image_folder, tiny_models, run_cli, monke
     _rank(image_folder, tiny_models[:1])
     ctx = mp.get_context("spawn")
     ready, release = ctx.Event(), ctx.Event()
-    holder = ctx.Process(target=_hold_lock, args=(str(cache.cache_path()), ready, release))
+    holder = ctx.Process(target=_hold_lock, args=(str(db.cache_path()), ready, release))
     holder.start()
     try:
         assert ready.wait(30)
@@ -182,7 +182,7 @@ def _hold_lock(path, ready, release):
 KILL_CHILD = """
 import sys, time
 import advisor, advisor.ranking.features
-from advisor.ranking.ranking import Progress
+from advisor.ranking.progress import Progress
 
 real = advisor.ranking.features.extract
 def extract(model, *a, **k):
@@ -208,7 +208,7 @@ def test_kill_9_mid_run_leaves_whole_rows_and_resumes(image_folder, tiny_models,
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait(30)
-    with cache.connect(read_only=True) as con:
+    with db.connect(read_only=True) as con:
         assert con.execute("SELECT count(*) FROM extractions").fetchone()[0] == 1
         assert con.execute("SELECT count(DISTINCT model_fp) FROM features").fetchone()[0] == 1
         assert con.execute("SELECT count(DISTINCT model_fp) FROM scores").fetchone()[0] == 1
@@ -227,7 +227,7 @@ def test_reference_estimators_and_reference_keyed_scores(image_folder, tiny_mode
     cut = {(r["estimator"], r["cut"]): r["score"] for r in own.cut_scores}
     assert cut[("cka", "blocks.2")] == pytest.approx(1.0) and cut[("ii", "blocks.2")] < 0.2
     assert cut[("cka", "blocks.2")] != labels.cut_scores[0]["score"]
-    with cache.connect(read_only=True) as con:
+    with db.connect(read_only=True) as con:
         refs = {r[0] for r in con.execute("SELECT DISTINCT reference FROM scores WHERE estimator = 'cka'").fetchall()}
     assert len(refs) == 2 and "labels" in refs
 

@@ -89,7 +89,7 @@ class LayerProfile:
         rec = self.recommendation
         return {
             "model": self.model,
-            "probe": self.result.probe.source,
+            "probe": self.result.probe.spec,
             "n_images": len(self.result.probe),
             "reference": self.result.reference,
             "cuts": [{"cut": c, **{e: self.scores[e][i] for e in self.estimators}} for i, c in enumerate(self.cuts)],
@@ -157,7 +157,7 @@ def plot(profile: LayerProfile, path: str, measured: dict[str, tuple[float, floa
     ax.set_ylabel("score scaled to [0, 1] (better ↑)")
     ax.set_ylim(-0.05, 1.12)
     p = profile.result.probe
-    where = Path(p.source).name or p.source  # the folder's name, not the whole path
+    where = Path(p.spec).name or p.spec  # the folder's name, not the whole path
     ax.set_title(f"{profile.model} on {where} ({len(p)} images), reference: {profile.result.reference}", fontsize=10)
     handles, labels = ax.get_legend_handles_labels()
     if measured:
@@ -167,7 +167,7 @@ def plot(profile: LayerProfile, path: str, measured: dict[str, tuple[float, floa
         mean = [measured[c][0] for c in cuts]
         ax2.errorbar(xs, mean, yerr=[measured[c][1] for c in cuts], color="black", marker="s", linewidth=2, capsize=3,
                      label="measured defrost accuracy (right axis)")
-        from advisor.validation.validate import best_cut
+        from advisor.validation.result import best_cut
 
         best = cuts.index(best_cut({c: measured[c] for c in cuts}))
         ax2.plot([xs[best]], [mean[best]], marker="*", markersize=16, color="gold", markeredgecolor="black", linestyle="none",

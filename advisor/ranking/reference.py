@@ -23,7 +23,9 @@ from advisor.data.probe import Probe
 
 
 @dataclass
-class Reference:
+class TargetReference:
+    """The target-side representation each cut is compared with (not :mod:`advisor.domain`'s source-domain sample)."""
+
     key: str  # part of the score cache key
     label: str  # what the user is told
     features: np.ndarray  # [N, D']
@@ -53,13 +55,13 @@ def parse_reference(spec: str | None, probe: Probe) -> tuple[str, str | None, st
     raise AdvisorError(f"unknown --reference '{spec}'", "use labels or model:<model id>[@cut]")
 
 
-def label_reference(probe: Probe) -> Reference:
+def label_reference(probe: Probe) -> TargetReference:
     onehot = np.eye(probe.num_classes, dtype=np.float32)[probe.labels]
-    return Reference(key="labels", label="labels (one-hot)", features=onehot)
+    return TargetReference(key="labels", label="labels (one-hot)", features=onehot)
 
 
-def model_reference(model_id: str, cut: str, fingerprint: str, features: dict, cuts: list[str], attributions: dict | None) -> Reference:
+def model_reference(model_id: str, cut: str, fingerprint: str, features: dict, cuts: list[str], attributions: dict | None) -> TargetReference:
     if cut not in features:
         raise AdvisorError(f"reference model '{model_id}' has no cut '{cut}'", f"choose one of: {', '.join(cuts)}")
-    return Reference(key=f"model:{fingerprint}@{cut}", label=f"{model_id}@{cut}", features=features[cut],
+    return TargetReference(key=f"model:{fingerprint}@{cut}", label=f"{model_id}@{cut}", features=features[cut],
                      attributions=None if attributions is None else attributions[cut])

@@ -1,6 +1,6 @@
 """The ``scratch`` reference: a small network trained from scratch on the probe itself.
 
-Seed 002 compares a source network's representations with those of a network trained from scratch
+Gerace et al. 2023 compare a source network's representations with those of a network trained from scratch
 on the target; ``--reference scratch`` does the same when the user has no target model. The network
 is the CIFAR ResNet-20 (0.27 M parameters, ``plugins/cifar_resnet_arch.py``) at 32 px, trained on the
 probe's images and labels with SGD (momentum 0.9, Nesterov, lr 0.05 cosine-annealed, weight decay
@@ -13,7 +13,8 @@ from __future__ import annotations
 import hashlib
 
 from advisor.errors import AdvisorError
-from advisor.models.models import LoadedModel, ModelRef, Resolved
+from advisor.models.ids import ModelRef
+from advisor.models.sources import LoadedModel, Resolved
 from advisor.data.probe import Probe
 
 ARCH = "resnet20_cifar"
