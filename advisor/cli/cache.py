@@ -18,9 +18,9 @@ cache_app = typer.Typer(help="Inspect or clear the DuckDB cache ($ADVISOR_HOME/a
 @cache_app.command(epilog="Example: advisor cache stats")
 def stats(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
     """Where the cache is, its size and how many rows each table holds."""
-    from advisor.store import cache
+    from advisor.store import artifacts
 
-    info = cache.stats()
+    info = artifacts.stats()
     if as_json:
         print_json(info)
         return
@@ -42,9 +42,9 @@ def clear(
 ) -> None:
     """Delete the cache file (features, scores and runs), or with --model / --estimator / --probe only
     the rows matching all of them, in one transaction. Waits for running commands that use the file."""
-    from advisor.store import cache
+    from advisor.store import db
 
-    path = cache.cache_path()
+    path = db.cache_path()
     if not path.exists():
         out.print(f"no cache at {path}")
         return
@@ -54,19 +54,19 @@ def clear(
     if not yes and not _confirm(f"delete {path}? [y/N]: "):
         print(f"nothing was deleted: {path} is kept (answer y, or pass --yes)", file=sys.stderr)
         raise typer.Exit(1)
-    cache.clear()
+    db.clear()
     out.print(f"deleted {path}")
 
 
 def _clear_rows(path, models: list[str], estimators: list[str], probes: list[str], yes: bool) -> None:
-    from advisor.store import cache
+    from advisor.store import artifacts
 
     what = " and ".join(f"{flag} {', '.join(values)}" for flag, values in
                         (("model", models), ("estimator", estimators), ("probe", probes)) if values)
     if not yes and not _confirm(f"delete the cached results of {what} from {path}? [y/N]: "):
         print(f"nothing was deleted: the results of {what} are kept (answer y, or pass --yes)", file=sys.stderr)
         raise typer.Exit(1)
-    deleted = cache.clear_rows(models=models, estimators=estimators, probes=probes)
+    deleted = artifacts.clear_rows(models=models, estimators=estimators, probes=probes)
     if not deleted:
         out.print(f"nothing cached for {what}")
         return
@@ -96,26 +96,11 @@ def sql(
 
     The connection is read-only and sandboxed: no COPY ... TO, EXPORT DATABASE, ATTACH, extensions,
     or reading files (read_csv('/etc/passwd')); the configuration is locked so the query cannot undo it."""
-    import duckdb
+    from advisor.store import db
 
-    from advisor.store import cache
-
-    hint = "`cache sql` reads the cache's tables only (read-only, no other files); tables: " + ", ".join(cache.TABLES)
     if not _has_statement(query):
         raise AdvisorError("the query is empty", 'pass a SQL statement, e.g. advisor cache sql "SELECT * FROM runs"')
-    with cache.connect(read_only=True, sandbox=True) as con:
-        try:
-            cur = con.execute(query)
-            cols = [d[0] for d in cur.description] if cur is not None and cur.description is not None else None
-            rows = cur.fetchall() if cols is not None else []
-        except duckdb.Error as exc:
-            known = cache.cache_error(exc)
-            if known is not None:
-                raise known from None
-            first = " ".join(str(exc).split("\n")[0].split())
-            if isinstance(exc, duckdb.PermissionException) or "locked" in first:
-                raise AdvisorError(f"refused: {first}", hint) from None
-            raise AdvisorError(f"query failed: {first}", hint) from None
+    cols, rows = db.sandboxed_query(query)
     if cols is None:
         return
     if as_json:

@@ -8,11 +8,12 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from advisor.cli import app, reporting
+from advisor.cli import reporting
 from advisor.cli import decision as decision_cli
 from advisor.cli import options as opt
+from advisor.cli.app import app
+from advisor.cli.common import split_models
 from advisor.cli.output import ProgressBars, err, fmt, human_output_on_stderr, info, out, print_json
-from advisor.cli.rank import _split_models
 
 EXAMPLE = """
 Example:
@@ -51,13 +52,13 @@ def layers(
     """Score every cut of MODEL on PROBE and recommend the cut to freeze up to."""
     from advisor.ranking.layers import layers as run_layers
     from advisor.ranking.layers import plot as draw
-    from advisor.models.model_list import expand_model_id
+    from advisor.models.listing import expand_model_id
 
     model = expand_model_id(model, weights_dir)  # a glob matching one available model is that model
     with ProgressBars() as bars:
         profile = run_layers(model, probe, estimator or None, reference=reference, split=split, max_images=max_images,
                              seed=seed, img_size=img_size, batch_size=batch_size, weights_dir=weights_dir, progress=bars.callbacks(),
-                             refresh=_split_models(refresh))
+                             refresh=split_models(refresh))
     measured = None
     if validate:
         from advisor.validation.validate import validate as run_validate
@@ -86,13 +87,13 @@ def layers(
         return
     with human_output_on_stderr(snippet):  # --snippet: stdout is the code alone (`> finetune.py`)
         p = profile.result.probe
-        t = Table(title=f"{model} on {p.source}: {p.summary()}, reference: {profile.result.reference}", title_justify="left")
+        t = Table(title=f"{model} on {p.spec}: {p.summary()}, reference: {profile.result.reference}", title_justify="left")
         t.add_column("cut")
         for est in profile.estimators:
             t.add_column(f"{est} {'↑' if profile.higher_is_better[est] else '↓'}", justify="right")
         if measured is not None:
             t.add_column("measured acc (defrost)", justify="right")
-            from advisor.validation.validate import best_cut
+            from advisor.validation.result import best_cut
 
             best_measured = best_cut(measured)
         rec = profile.recommendation

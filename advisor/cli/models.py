@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from advisor.cli import app
+from advisor.cli.app import app
 from advisor.cli import options as opt
 from advisor.cli.output import out, print_json
 from advisor.errors import AdvisorError
@@ -36,7 +36,7 @@ def models(
     as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON on stdout."),
 ) -> None:
     """List the models you can rank here, whether their weights are available offline, and where from."""
-    from advisor.models.model_list import list_models
+    from advisor.models.listing import list_models
 
     rows = list_models(pattern, weights_dir=weights_dir)
     if not rows:

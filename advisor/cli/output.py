@@ -82,7 +82,7 @@ def warn(msg: str, label: str = "warning") -> None:
 
 
 def weights_line(model_id: str, resolved) -> str:
-    """--verbose: where a model's weights were resolved from (an ``advisor.models.models.Resolved``)."""
+    """--verbose: where a model's weights were resolved from (an ``advisor.models.sources.Resolved``)."""
     where = resolved.weights_from or "the architecture's own initialisation"
     path = f": {resolved.weights}" if getattr(resolved, "weights", None) else ""
     return f"{model_id}: weights from {where}{path}"
@@ -90,7 +90,7 @@ def weights_line(model_id: str, resolved) -> str:
 
 # ---------------------------------------------------------------- progress: one implementation for every long step
 
-# What a step's label says after the model id (advisor.ranking.ranking passes "ID (attributions)", advisor.validation.validate
+# What a step's label says after the model id (advisor.ranking.extraction passes "ID (attributions)", advisor.validation.validate
 # "ID (fine-tunes)"): (bar text, line when done, line when cached).
 _STEPS = {
     "": ("extracting", "features extracted", "features from cache"),
@@ -105,7 +105,7 @@ class ProgressBars:
     domain features) on stderr: "model i of n", a bar, done/total, elapsed time and ETA. Drawn only
     when stderr is a terminal and not with --quiet; the one-line outcomes ("features from cache")
     are info lines. Use as a context manager (the bar is removed at the end, even on an error);
-    ``callbacks()`` is the :class:`advisor.ranking.ranking.Progress` the library reports to."""
+    ``callbacks()`` is the :class:`advisor.ranking.progress.Progress` the library reports to."""
 
     def __init__(self, noun: str = "model"):
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
@@ -176,7 +176,7 @@ class ProgressBars:
 
     # ------------------------------------------------------------ what the library calls
     def callbacks(self):
-        from advisor.ranking.ranking import Progress
+        from advisor.ranking.progress import Progress
 
         return Progress(start_model=self.start, advance=self.advance, end_model=self.end, warn=warn,
                         plan=self.plan, resolved=lambda model_id, resolved: detail(weights_line(model_id, resolved)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from advisor.cli import app
+from advisor.cli.app import app
 from advisor.cli.output import out, print_json
 
 EXAMPLE = """
@@ -23,7 +23,7 @@ def _architectures() -> list[tuple[str, str]]:
 def plugins(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
     """List installed plugins, the estimators and model sources they register, and their origin."""
     from advisor.estimators import list_estimators
-    from advisor.models.models import list_sources
+    from advisor.models.sources import list_sources
     from advisor.plugin_manager import is_builtin, load_errors, load_plugins, package_origin, plugin_origin, plugin_problems
 
     pm = load_plugins()

@@ -7,12 +7,14 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from advisor.cli import app, reporting
+from advisor.cli import reporting
 from advisor.cli import decision as decision_cli
 from advisor.cli import options as opt
+from advisor.cli.app import app
+from advisor.cli.common import split_models
 from advisor.cli.output import ProgressBars, err, fmt, human_output_on_stderr, out, print_csv, print_json
 from advisor.errors import AdvisorError
-from advisor.models.models import model_ids_option
+from advisor.models.listing import model_ids_option
 
 EXAMPLE = """
 Example (offline, weights mirrored in a folder):
@@ -34,14 +36,6 @@ def _progress_callbacks():
     bars = ProgressBars()
     bars.stop = bars.close
     return bars, bars.callbacks()
-
-
-def _split_models(models: list[str]) -> list[str]:
-    """Comma-separated lists: at every comma, except inside a model id's ``?query`` before ``key=``
-    (see :func:`advisor.models.models.split_model_ids`)."""
-    from advisor.models.models import split_model_ids
-
-    return split_model_ids(models)
 
 
 @app.command(epilog=EXAMPLE)
@@ -75,7 +69,7 @@ def rank(
     with ProgressBars() as bars:
         result = run_rank(probe, model_ids_option(models, weights_dir) or None, estimator or None, reference=reference, split=split, max_images=max_images,
                           seed=seed, img_size=img_size, batch_size=batch_size, weights_dir=weights_dir, progress=bars.callbacks(),
-                          refresh=_split_models(refresh))
+                          refresh=split_models(refresh))
     lines = []
     if show_domain:
         from advisor.cli.domain import forecast_lines
@@ -121,7 +115,7 @@ def _print_table(result) -> None:
     by = {(r["model"], r["estimator"]): r for r in rows}
     order = [r["model"] for r in rows if r["estimator"] == primary]
     p = result.probe
-    title = f"{p.source}: {p.summary()}" + (f", {len(p.skipped)} unreadable skipped" if p.skipped else "")
+    title = f"{p.spec}: {p.summary()}" + (f", {len(p.skipped)} unreadable skipped" if p.skipped else "")
     table = Table(title=title, title_justify="left")
     table.add_column("#", justify="right")
     table.add_column("model")

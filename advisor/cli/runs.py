@@ -6,7 +6,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from advisor.cli import app
+from advisor.cli.app import app
 from advisor.cli import options as opt
 from advisor.cli.output import fmt, out, print_json
 
