@@ -15,7 +15,7 @@ import pytest
 import typer
 from conftest import REPO, assert_one_line_error, file_id
 
-from advisor.cli import app
+from advisor.cli.app import app
 from advisor.cli.options import TYPE_NOISE
 
 
@@ -226,13 +226,13 @@ def test_top_below_one_is_one_line(run_cli, image_folder, two_models, advisor_ho
 
 
 class Recorder:
-    """An advisor.ranking.ranking.Progress that records what the library reports."""
+    """An advisor.ranking.progress.Progress that records what the library reports."""
 
     def __init__(self):
         self.events = []
 
     def callbacks(self):
-        from advisor.ranking.ranking import Progress
+        from advisor.ranking.progress import Progress
 
         return Progress(start_model=lambda label, total: self.events.append(("start", label, total)),
                         advance=lambda n: self.events.append(("advance", n)),
@@ -327,7 +327,7 @@ def test_bench_log_lines_drive_the_bar(monkeypatch):
 
 @pytest.fixture
 def counted_scores(monkeypatch):
-    import advisor.ranking.ranking as ranking
+    import advisor.ranking.scores as ranking
 
     calls = []
     real = ranking.safe_score
@@ -431,13 +431,13 @@ def test_cache_clear_rows_asks_first(run_cli, image_folder, two_models, monkeypa
 
 def test_cache_clear_rows_is_one_transaction(run_cli, image_folder, two_models, monkeypatch):
     """A failure after some tables were cleared leaves every row in place."""
-    from advisor.store import cache
+    from advisor.store import artifacts
 
     assert _rank(run_cli, image_folder, two_models)[0] == 0
     before = _counts(run_cli)
-    monkeypatch.setattr(cache, "_CLEAR_TABLES", cache._CLEAR_TABLES + (("models", {"model": "no_such_column"}),))
+    monkeypatch.setattr(artifacts, "CLEAR_TABLES", artifacts.CLEAR_TABLES + (("models", {"model": "no_such_column"}),))
     with pytest.raises(Exception, match="no_such_column"):
-        cache.clear_rows(models=[two_models[0]])
+        artifacts.clear_rows(models=[two_models[0]])
     assert _counts(run_cli) == before
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, file_id, write_images
 
-from advisor.cli import INTERRUPTED
+from advisor.cli.app import INTERRUPTED
 
 
 def one_line(err: str) -> str:
@@ -40,7 +40,7 @@ def _leaf_commands():
     """(path, click command) for every registered command and sub-command of the Typer app."""
     from typer.main import get_command
 
-    from advisor.cli import app
+    from advisor.cli.app import app
 
     def walk(cmd, path):
         subs = getattr(cmd, "commands", None)
@@ -322,7 +322,7 @@ def test_typer_exit_codes_are_kept(run_cli):
     """typer.Exit(n) raised inside a command is exit n (the same runner returned it as a value)."""
     import typer
 
-    from advisor.cli import app
+    from advisor.cli.app import app
 
     @app.command("exit-three-for-test")
     def _exit_three() -> None:
@@ -383,9 +383,9 @@ def test_ctrl_c_during_rank_exits_130_and_a_rerun_resumes(tmp_path, tiny_weights
 def test_declining_cache_clear_deletes_nothing_and_exits_1(run_cli, advisor_home, monkeypatch):
     import io
 
-    from advisor.store import cache
+    from advisor.store import db
 
-    with cache.transaction():
+    with db.transaction():
         pass
     db = advisor_home / "advisor.duckdb"
     for answer in ("n\n", "\n", "", "maybe\n"):  # no, empty, end of input, anything but yes
@@ -399,9 +399,9 @@ def test_declining_cache_clear_deletes_nothing_and_exits_1(run_cli, advisor_home
 
 
 def test_ctrl_c_at_cache_clear_prompt_is_an_interrupt_and_deletes_nothing(run_cli, advisor_home, monkeypatch):
-    from advisor.store import cache
+    from advisor.store import db
 
-    with cache.transaction():
+    with db.transaction():
         pass
 
     class Interrupted:

@@ -318,18 +318,19 @@ def test_minimum_images_is_checked_after_skipping_unreadable(tmp_path, run_cli, 
 
 
 def test_skipped_images_reach_the_minimum_or_warn(tmp_path):
-    from advisor.ranking.ranking import MIN_IMAGES, Progress, _Decoded
+    from advisor.ranking.decoding import MIN_IMAGES, Decoded
+    from advisor.ranking.progress import Progress
 
     root = write_images(tmp_path / "p", {"a": 3, "b": 3})
     (root / "a" / "a_000.png").write_bytes(b"corrupt")
     (root / "b" / "b_002.png").write_bytes(b"")
     warnings = []
-    probe, images = _Decoded(Progress(warn=warnings.append)).get(load_probe(str(root)))
+    probe, images = Decoded(Progress(warn=warnings.append)).get(load_probe(str(root)))
     assert len(probe) == MIN_IMAGES == 4 and len(images) == 4 and len(probe.skipped) == 2
     assert len(warnings) == 1 and "skipped 2 unreadable image(s) of 6" in warnings[0]
     (root / "a" / "a_001.png").write_bytes(b"corrupt")
     with pytest.raises(AdvisorError, match="has 3 images once 3 unreadable of 6"):
-        _Decoded(Progress()).get(load_probe(str(root)))
+        Decoded(Progress()).get(load_probe(str(root)))
 
 
 def test_split_on_data_without_splits_is_an_error_naming_what_is_there(tmp_path, run_cli, image_folder, weights_stub, advisor_home):
@@ -455,14 +456,15 @@ def test_normal_size_images_decode_exactly_as_before(tmp_path):
 
 
 def test_decoded_images_kept_within_a_budget(tmp_path, monkeypatch):
-    import advisor.ranking.ranking as ranking
+    import advisor.ranking.decoding as ranking
+    from advisor.ranking.progress import Progress
 
     root = write_images(tmp_path / "p", {"a": 4, "b": 4}, size=24)
     monkeypatch.setattr(ranking, "KEEP_DECODED_BYTES", 3 * 24 * 24 * 3)
-    probe, images = ranking._Decoded(ranking.Progress()).get(load_probe(str(root)))
+    probe, images = ranking.Decoded(Progress()).get(load_probe(str(root)))
     assert len(probe) == 8 and sorted(images) == [0, 1, 2]  # all checked, three kept, the rest decoded per model
-    assert ranking._Decoded(ranking.Progress(), img_size=400).side == 800
-    decoded = ranking._Decoded(ranking.Progress(), img_size=100)
+    assert ranking.Decoded(Progress(), img_size=400).side == 800
+    decoded = ranking.Decoded(Progress(), img_size=100)
     assert decoded.side == DECODE_SIDE
     # a model that resizes to more than was decoded gets its images decoded again at its side
     lite0 = {"input_size": (3, 224, 224), "crop_pct": 0.875}

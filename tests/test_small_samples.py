@@ -43,7 +43,7 @@ def test_max_images_below_the_classes_says_what_was_taken(run_cli, ids):
     assert code == 0, err
     assert "warning: --max-images 5 took 10 images for the 10 classes" in err
     assert json.loads(out)[0]["n_images"] == 10
-    res = advisor.rank("builtin:digits", [ids["resnet"]], ["knn"], img_size=32, max_images=5, progress=advisor.ranking.ranking.Progress(warn=lambda m: None))
+    res = advisor.rank("builtin:digits", [ids["resnet"]], ["knn"], img_size=32, max_images=5, progress=advisor.ranking.progress.Progress(warn=lambda m: None))
     assert any("took 10 images" in w for w in res.warnings)  # the library keeps it; it printed nothing itself
     code, _, err = run_cli("rank", "builtin:digits", "--models", ids["resnet"], "-e", "knn", "--img-size", "32", "--max-images", "20")
     assert code == 0 and "took" not in err

@@ -263,7 +263,7 @@ def safely(fn, *args, **kwargs) -> tuple[Decision | None, str | None]:
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # noqa: BLE001 - reported, the table stays
-        debug = getattr(sys.modules.get("advisor.cli"), "_state", {}).get("debug") or os.environ.get("ADVISOR_DEBUG", "") not in ("", "0")
+        debug = getattr(sys.modules.get("advisor.cli.app"), "state", {}).get("debug") or os.environ.get("ADVISOR_DEBUG", "") not in ("", "0")
         if debug:
             raise
         first = (str(exc).strip().splitlines() or [""])[0][:200]

@@ -81,7 +81,7 @@ def _halves_file(est, mf, cut: str, probe, seed: int, repeats: int, inputs: dict
     content, the seed, the reference's values)."""
     import hashlib
 
-    from advisor.store.cache import default_home
+    from advisor.store.db import default_home
 
     h = hashlib.sha256(repr((est.name, est.version, mf.resolved.fingerprint, mf.preproc_hash, probe.hash, len(probe), cut,
                              seed, repeats)).encode())
