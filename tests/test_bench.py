@@ -54,7 +54,7 @@ def _home(monkeypatch, tmp_path, name):
     return home
 
 
-def test_bench_end_to_end_csv_report_and_full_cache(run_cli, tiny, tmp_path, advisor_home):
+def test_bench_end_to_end_csv_report_and_report_only(run_cli, tiny, tmp_path, advisor_home):
     from advisor.bench.units import read_runs
 
     models, targets = tiny
@@ -96,19 +96,15 @@ def test_bench_end_to_end_csv_report_and_full_cache(run_cli, tiny, tmp_path, adv
     spec = load_spec(out / "advisor_score.toml")  # the chosen default, as registry/advisor_score.toml commits it
     assert set(spec.estimators) <= set(ESTIMATORS.split(",")) and "leave-one-target-out" in spec.evidence
 
+    # a rerun that finds every run cached is test_runs_csv_makes_a_fresh_cache_skip_finished_runs_and_ignores_a_torn_line's;
+    # --report-only rebuilds the same report and ground truth from the cache, computing nothing
     gt.unlink()
-    code, _, err = run_cli(*args)  # rerun: every run cached
-    assert code == 0, err
-    assert _bench_rows(advisor_home) == runs and "all 7 runs cached" in err and "runs to do" not in err
-    assert len(read_runs(runs_csv)) == runs  # nothing appended
-    rerun = list(csv.DictReader(gt.open()))
-    assert [r["test_acc_mean"] for r in rerun] == [r["test_acc_mean"] for r in rows]
-
     (out / "bench_report.md").unlink()
     code, _, err = run_cli(*args, "--report-only")
     assert code == 0, err
     assert (out / "bench_report.md").read_text().split("## Protocol")[1] == report.split("## Protocol")[1]
-    assert _bench_rows(advisor_home) == runs
+    assert [r["test_acc_mean"] for r in csv.DictReader(gt.open())] == [r["test_acc_mean"] for r in rows]
+    assert _bench_rows(advisor_home) == runs and len(read_runs(runs_csv)) == runs and "runs to do" not in err
 
 
 def test_report_only_without_evidence_is_one_line(run_cli, tiny, tmp_path):

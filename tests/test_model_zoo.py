@@ -58,7 +58,7 @@ def test_feature_api_cuts_logits_and_stage_split(name):
     import torch
 
     from advisor.ranking.features import cut_names, forward_all_cuts
-    from advisor.validation.split import stages
+    from advisor.validation.stages import stages
 
     model = _arch(name)
     size = model.pretrained_cfg["input_size"]
