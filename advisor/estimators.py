@@ -32,7 +32,7 @@ class Estimator:
     ``0..C-1`` (or None for unlabelled probes). Raise :class:`advisor.EstimatorSkipped` when an
     input is missing; raise anything else or return NaN and the row is reported as failed.
     :mod:`advisor.numeric.checks` takes the arrays in (``as_matrix``, ``as_labelled``: float64, finite, enough
-    rows and classes) and raises :class:`advisor.numeric.checks.EstimatorInputError` for input that cannot
+    rows and classes) and raises :class:`advisor.errors.EstimatorInputError` for input that cannot
     be scored; ``tests/test_estimator_contract.py`` holds every registered estimator to this.
     Bump ``version`` whenever the numbers it returns change: cached scores are keyed by it.
 
