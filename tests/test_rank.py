@@ -247,17 +247,20 @@ def test_reference_cut_must_exist(image_folder, tiny_models):
 
 
 def test_scratch_reference_is_trained_once_seeded_and_cached(image_folder, tiny_models, monkeypatch, tmp_path):
-    first = advisor.rank(str(image_folder), tiny_models[:1], ["cka"], img_size=32, reference="scratch")
-    assert "30 epochs" in first.reference and "resnet20_cifar" in first.reference
     from advisor.ranking import scratch
+
+    assert scratch.EPOCHS == 30  # the recipe users get; 2 epochs here: caching and seeding do not depend on the length
+    monkeypatch.setattr(scratch, "EPOCHS", 2)
+    first = advisor.rank(str(image_folder), tiny_models[:1], ["cka"], img_size=32, reference="scratch")
+    assert "2 epochs" in first.reference and "resnet20_cifar" in first.reference
 
     def boom(*a, **k):
         raise AssertionError("retrained a cached scratch reference")
 
-    monkeypatch.setattr(scratch, "train_scratch", boom)
-    again = advisor.rank(str(image_folder), tiny_models[:1], ["cka"], img_size=32, reference="scratch")
+    with monkeypatch.context() as patch:
+        patch.setattr(scratch, "train_scratch", boom)
+        again = advisor.rank(str(image_folder), tiny_models[:1], ["cka"], img_size=32, reference="scratch")
     assert [r["score"] for r in again.cut_scores] == [r["score"] for r in first.cut_scores]
-    monkeypatch.undo()
     monkeypatch.setenv("ADVISOR_HOME", str(tmp_path / "other-home"))  # a fresh cache retrains: same seed, same numbers
     fresh = advisor.rank(str(image_folder), tiny_models[:1], ["cka"], img_size=32, reference="scratch")
     assert [r["score"] for r in fresh.cut_scores] == pytest.approx([r["score"] for r in first.cut_scores], abs=1e-5)
