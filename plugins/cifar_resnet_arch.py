@@ -1,4 +1,5 @@
 """CIFAR ResNet (He et al. 2016, §4.2) with timm's feature API.
+Size: ~310 lines; one architecture with timm's whole feature API (feature_info, forward_intermediates, forward_head) and its checkpoint filter.
 
 The architecture of the checkpoints in ``shared/models/resnet{20,32,44,56}_cifar10.safetensors``
 (from akamaster/pytorch_resnet_cifar10): depth = 6n + 2, a 3x3 stem with 16 channels, three stages

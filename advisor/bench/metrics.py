@@ -7,6 +7,8 @@ better; a lower-is-better estimator is negated), so every metric reads the same 
 - :func:`weighted_tau`: ``scipy.stats.weightedtau`` with its defaults (hyperbolic weigher, top-heavy:
   swapping the two best models costs more than swapping the two worst), as ``advisor validate`` uses.
 - :func:`top1_hit` / :func:`regret`: what a user loses by trusting the estimator's single pick.
+- :func:`transfer_accuracy`: the ground truth of one (model, target): the better, by validation
+  accuracy, of the full fine-tune (at its chosen lr) and the frozen linear probe.
 - :func:`noise_band`: ground-truth noise from the seeds; a target whose models all lie within
   2 × the mean seed std cannot rank anything and is flagged.
 - :func:`rank_average`: a combination of estimators (mean of per-estimator ranks).
@@ -54,6 +56,32 @@ def regret(acc: Mapping[str, float], score: Mapping[str, float | None]) -> float
     ms = _common(acc, score)
     m = pick({k: score[k] for k in ms})
     return None if m is None else float(max(acc[k] for k in ms) - acc[m])
+
+
+TRUTHS = ("transfer", "fine-tune")  # what the report ranks by, and its robustness check
+
+
+def transfer_accuracy(ground_truth: Mapping, probe: Mapping | None, truth: str = "transfer") -> dict:
+    """The accuracy a practitioner gets from a model on a target, chosen without looking at the test part.
+
+    ``ground_truth``: the fine-tune summary (``val_mean``, ``test_mean``, ``test_std`` at the lr chosen
+    on validation); ``probe``: the frozen linear probe (``val_acc``, ``test_acc``). With ``truth =
+    "transfer"`` the protocol with the higher validation accuracy wins (ties: the fine-tune) — freezing
+    every layer is one of the transfer choices this tool recommends between, and a fine-tune that ends
+    below its own frozen probe (too few steps, small batches for batch norm) otherwise reports a model
+    as worse than its frozen features already are. ``truth = "fine-tune"`` takes the fine-tune alone.
+    Returns ``{protocol, val, test, std}``: accuracies in [0, 1]; ``std`` the fine-tune's seed std (the
+    noise of the target's ground truth, whichever protocol wins); ``test`` None when nothing finished."""
+    if truth not in TRUTHS:
+        raise ValueError(f"truth must be one of {TRUTHS}, not {truth!r}")
+    ft = {"protocol": "fine-tune", "val": ground_truth.get("val_mean"), "test": ground_truth.get("test_mean"),
+          "std": ground_truth.get("test_std")}
+    pr = probe or {}
+    if truth == "fine-tune" or pr.get("val_acc") is None or pr.get("test_acc") is None:
+        return ft
+    if ft["test"] is None or ft["val"] is None or pr["val_acc"] > ft["val"]:
+        return {"protocol": "linear probe", "val": pr["val_acc"], "test": pr["test_acc"], "std": ft["std"]}
+    return ft
 
 
 def noise_band(std: Mapping[str, float], acc: Mapping[str, float]) -> dict:

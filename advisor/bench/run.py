@@ -53,6 +53,7 @@ import numpy as np
 
 from advisor.bench.config import RUNS_CSV, SCORES_CSV, Config, Settings, model_name, target_name
 from advisor.bench.identity import part_identity, score_key
+from advisor.bench.metrics import transfer_accuracy
 from advisor.bench.jobs import execute
 from advisor.bench.plan import CellPlan, Plan, make_plan
 from advisor.bench.units import append_run, append_score, import_runs, read_scores, repair_tail, store_run, typed_record
@@ -245,7 +246,8 @@ def bench(cfg: Config, *, report_only: bool = False, device: str | None = None, 
 
 GROUND_TRUTH_COLUMNS = ("target", "model", "lr_backbone", "lr_head", "val_acc_mean", "test_acc_mean", "test_acc_std", "seeds_done",
                         "final_train_loss", "probe_test_acc", "under_trained", "epochs", "input_size", "n_train", "n_val", "n_test",
-                        "best_defrost_cut", "defrost_val_acc", "defrost_test_acc", "val_acc_by_lr", "test_acc_by_lr", "model_id", "target_path")
+                        "best_defrost_cut", "defrost_val_acc", "defrost_test_acc", "val_acc_by_lr", "test_acc_by_lr", "model_id", "target_path",
+                        "probe_val_acc", "ground_truth_protocol", "ground_truth_test_acc")
 
 
 def under_trained(cell: dict) -> bool | None:
@@ -258,7 +260,9 @@ def under_trained(cell: dict) -> bool | None:
 
 
 def write_ground_truth(cells: list[dict], s: Settings, path: str | Path) -> Path:
-    """The ground-truth table: one row per (model, target), the chosen lr and its test accuracy."""
+    """The ground-truth table: one row per (model, target): the fine-tune at its chosen lr, the frozen
+    probe, and the ground truth the report judges by (the better of the two by validation accuracy,
+    :func:`advisor.bench.metrics.transfer_accuracy`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
 
@@ -272,6 +276,7 @@ def write_ground_truth(cells: list[dict], s: Settings, path: str | Path) -> Path
             g, d = c["ground_truth"], c["defrost"]
             best = d["best_cut"]
             ut = under_trained(c)
+            truth = transfer_accuracy(g, c.get("probe"))
             w.writerow([c["target_name"], c["model_name"], fmt(g["lr_backbone"]), fmt(g["lr_head"]), fmt(g["val_mean"]),
                         fmt(g["test_mean"]), fmt(g["test_std"]), g["seeds_done"], fmt(g.get("train_loss")),
                         fmt((c.get("probe") or {}).get("test_acc")), "" if ut is None else str(ut).lower(), s.epochs,
@@ -279,5 +284,5 @@ def write_ground_truth(cells: list[dict], s: Settings, path: str | Path) -> Path
                         best or "", fmt(d["profile"][best][0]) if best else "", fmt(d["profile"][best][1]) if best else "",
                         ";".join(f"{lr}:{fmt(v['val_mean'])}" for lr, v in g["per_lr"].items()),
                         ";".join(f"{lr}:{fmt(v['test_mean'])}" for lr, v in g["per_lr"].items()),
-                        c["model"], c["target"]])
+                        c["model"], c["target"], fmt((c.get("probe") or {}).get("val_acc")), truth["protocol"], fmt(truth["test"])])
     return path

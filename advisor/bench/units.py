@@ -195,3 +195,30 @@ def import_runs(path: str | Path) -> int:
     for rec in new:
         store_run(rec)
     return len(new)
+
+
+def provenance(cells: list[dict], runs_csv: str | Path | None, workers: int, device: str) -> dict[str, str]:
+    """What the report's header states: when and where it was made, and the wall time of its runs.
+
+    The runs may span sessions and machines (they resume from ``runs_csv``), so the wall time is given
+    two ways: the first and last ``finished_at`` of the cells' runs in the CSV, and the sum of the
+    runs' own seconds divided by the workers (what one uninterrupted run on this machine would take)."""
+    import os
+    import platform
+    from datetime import datetime, timezone
+
+    import torch
+
+    seconds = sum(r["seconds"] or 0.0 for c in cells for r in c["runs"])
+    n_runs = sum(len(c["runs"]) for c in cells)
+    pairs = {(c["model"], str(Path(c["target"]).resolve())) for c in cells}
+    stamps = sorted(r["finished_at"] for r in (read_runs(runs_csv) if runs_csv is not None and Path(runs_csv).exists() else [])
+                    if (r["model_id"], str(Path(r["target_path"]).resolve())) in pairs and r.get("finished_at"))
+    out = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+           "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, device {device}, "
+                      f"python {platform.python_version()}, torch {torch.__version__}",
+           "runs": f"{n_runs} ({len(cells)} model x target pairs)",
+           "run time": f"{seconds / 3600:.2f} h summed over runs; / {workers} worker(s) = {seconds / 3600 / max(workers, 1):.2f} h"}
+    if stamps:
+        out["runs finished"] = f"{stamps[0]} to {stamps[-1]} (wall clock, across sessions)"
+    return out

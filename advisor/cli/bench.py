@@ -86,6 +86,7 @@ def bench(
     from advisor.bench.plan import run_plan
     from advisor.bench.report import write_report
     from advisor.bench.run import bench as run_bench, write_ground_truth
+    from advisor.bench.units import provenance
 
     n_workers = parse_workers(workers if workers is not None else config_workers(config))
     cfg = load_config(config, models=model_ids_option(models) or None, targets=_split(targets) or None, epochs=epochs,
@@ -100,6 +101,8 @@ def bench(
     csv_path = write_ground_truth(cells, cfg.settings, ground_truth)
     argv = [a for a in sys.argv[1:] if a != "--report-only"] if Path(sys.argv[0]).name == "advisor" else []
     command = "advisor " + " ".join(shlex.quote(a) for a in argv) if argv else "advisor bench (same options)"
+    from advisor.validation.validate import pick_device
+
     report = write_report(cells, list(cfg.settings.estimators), {**cfg.settings.as_dict(), "config": cfg.source},
-                          out_dir, command)
+                          out_dir, command, provenance(cells, runs_csv, n_workers, pick_device(device)))
     out.print(f"ground truth: {csv_path}\nreport: {report}\nruns: {runs_csv}")

@@ -1,4 +1,5 @@
 """``advisor validate``: measure what the estimators predict with short fine-tunes.
+Size: ~315 lines; validate() and its per-model loop (cache, device, seeds, the closing of the loop) are one unit.
 
 For each model and cut, :mod:`advisor.validation.finetune` trains what lies after the frozen prefix on the
 probe's training part and measures accuracy on its held-out part; repeats use seeds ``seed, seed+1,
