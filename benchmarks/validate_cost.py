@@ -43,9 +43,9 @@ def _setup(model_id: str, data: str, n_train: int):
     import torch
 
     from advisor.models.loading import build_model
-    from advisor.models.models import ResolveContext, resolve_model
+    from advisor.models.sources import ResolveContext, resolve_model
     from advisor.data.probe import load_probe
-    from advisor.validation.split import stages
+    from advisor.validation.stages import stages
     from advisor.validation.validate import preprocess_all
 
     loaded = build_model(resolve_model(model_id, ResolveContext(weights_dir=SHARED / "models", offline=True)))

@@ -40,8 +40,8 @@ def _same_as_pre_logits(model_id: str) -> str | None:
 
     from advisor.ranking.features import cut_names
     from advisor.models.loading import build_model
-    from advisor.models.models import ResolveContext, resolve_model
-    from advisor.validation.split import stages
+    from advisor.models.sources import ResolveContext, resolve_model
+    from advisor.validation.stages import stages
 
     loaded = build_model(resolve_model(model_id, ResolveContext(weights_dir=SHARED / "models", offline=True)))
     last = cut_names(loaded.module)[-2]
@@ -62,7 +62,10 @@ def main() -> None:
 
     from advisor.estimators import list_estimators
     from advisor.ranking.layers import layers, recommend
-    from advisor.validation.validate import ValidationResult, best_cut, plot_profiles, validate, weighted_tau
+    from advisor.validation.agreement import weighted_tau
+    from advisor.validation.plots import plot_profiles
+    from advisor.validation.result import ValidationResult, best_cut
+    from advisor.validation.validate import validate
 
     known = {e.name for e in list_estimators()}
     estimators = [e for e in ESTIMATORS if e in known]

@@ -65,7 +65,7 @@ def test_half_samples_are_stratified_and_seeded():
 
 
 class _MF:
-    """The part of a ranked model (advisor.ranking.ranking.ModelFeatures) the half-samples read."""
+    """The part of a ranked model (advisor.ranking.extraction.ModelFeatures) the half-samples read."""
 
     def __init__(self, name, feats):
         from types import SimpleNamespace
@@ -158,7 +158,7 @@ def tiny_probe(tmp_path) -> Path:
 
 @pytest.fixture
 def resnet20():
-    from advisor.models.models import ResolveContext, resolve_model
+    from advisor.models.sources import ResolveContext, resolve_model
 
     return resolve_model("resnet20_cifar10", ResolveContext(weights_dir=WEIGHTS, offline=True))
 

@@ -16,16 +16,16 @@ from tests.conftest import assert_one_line_error, file_id, write_images
 
 def test_validate_cap_near_the_training_size_and_below_the_classes(tmp_path, run_cli, tiny_weights):
     """--max-images just under the training part used to be an internal error from scikit-learn."""
-    from advisor.validation.validate import _stratified_take
+    from advisor.data.splits import stratified_take
 
     labels = np.repeat(np.arange(10), 5)  # 50 images, 10 classes
-    keep = _stratified_take(labels, 45, 0)  # 5 left over < 10 classes: sklearn refuses, the quota rule serves
+    keep = stratified_take(labels, 45, 0)  # 5 left over < 10 classes: sklearn refuses, the quota rule serves
     assert len(keep) == 45 and set(labels[keep]) == set(range(10))
-    assert _stratified_take(labels, 20, 0).tolist() == _stratified_take(labels, 20, 0).tolist()  # seeded
+    assert stratified_take(labels, 20, 0).tolist() == stratified_take(labels, 20, 0).tolist()  # seeded
     from advisor.errors import AdvisorError
 
     with pytest.raises(AdvisorError, match="fewer than the 10 classes"):
-        _stratified_take(labels, 5, 0)
+        stratified_take(labels, 5, 0)
 
 
 @pytest.mark.parametrize("device", ["tpu", "CPU", "meta", "cuda:x"])
@@ -77,14 +77,14 @@ def test_nan_weights_fail_their_model_and_store_nothing(tmp_path, run_cli, image
     bad = tmp_path / "nan.safetensors"
     save_file(sd, str(bad))
     assert_one_line_error(run_cli("rank", str(image_folder), "--models", file_id(bad, "test_resnet"), "-e", "knn"), "non-finite features")
-    from advisor.store import cache
+    from advisor.store import db
 
-    with cache.connect(read_only=True) as con:
+    with db.connect(read_only=True) as con:
         assert con.execute("SELECT count(*) FROM features").fetchone()[0] == 0
 
 
 def test_sigterm_ends_a_command_in_one_line_with_exit_143(monkeypatch, capsys):
-    import advisor.cli as cli
+    import advisor.cli.app as cli
 
     def invoke(argv):  # a command that gets SIGTERM mid-work
         os.kill(os.getpid(), signal.SIGTERM)

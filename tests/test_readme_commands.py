@@ -61,7 +61,7 @@ def readme_file_ids() -> list[str]:
 
 def _model_names(tokens: list[str]) -> set[str]:
     """Bare model names in one command: --models lists, --model, and layers' MODEL argument."""
-    from advisor.models.models import split_model_ids
+    from advisor.models.ids import split_model_ids
 
     names = set()
     for i, tok in enumerate(tokens):
@@ -79,7 +79,7 @@ def env(tmp_path_factory):
     import torch
     from safetensors.torch import save_file
 
-    from advisor.models.models import catalog
+    from advisor.models.weights import catalog
 
     root = tmp_path_factory.mktemp("readme")
     probe = write_images(root / "probe", {"cat": 8, "dog": 8, "eel": 8})
@@ -173,7 +173,7 @@ def _parse(argv: list[str]) -> None:
     """Parse a command line with the real parser, without running it."""
     import typer
 
-    from advisor.cli import app
+    from advisor.cli.app import app
 
     command, name, args = typer.main.get_command(app), "advisor", list(argv)
     while hasattr(command, "commands"):  # a group: descend into the sub-command
@@ -278,11 +278,11 @@ def test_readme_file_ids_rank_as_written(model_id, readme_env, run_cli, tmp_path
     (" a , ,b,", ["a", "b"]),
 ])
 def test_models_list_splits_only_where_a_new_id_starts(value, ids):
-    from advisor.cli.rank import _split_models
-    from advisor.models.models import split_model_ids
+    from advisor.cli.common import split_models
+    from advisor.models.ids import split_model_ids
 
     assert split_model_ids(value) == ids
-    assert _split_models([value, "extra"]) == ids + ["extra"]
+    assert split_models([value, "extra"]) == ids + ["extra"]
 
 
 def test_the_comma_form_reaches_the_model(readme_env, run_cli, tmp_path):

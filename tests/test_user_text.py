@@ -10,7 +10,7 @@ import pytest
 import typer
 
 import advisor
-from advisor.cli import app
+from advisor.cli.app import app
 
 INTERNAL = re.compile(r"seeds?[\s_-]*0\d\d", re.IGNORECASE)  # a seed file number, spaced or not
 

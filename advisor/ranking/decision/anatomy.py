@@ -27,7 +27,7 @@ class Anatomy:
     ``pre_logits`` everything but the new head). ``frozen_prefixes[cut]`` / ``trainable_prefixes[cut]``:
     the shortest module names covering exactly the frozen / the trainable pretrained parameters (the
     new head excluded). ``depth[cut]``: share of the stages frozen (1.0 at ``pre_logits``).
-    ``traced``: the stage order was traced by :func:`advisor.validation.split.stages`; otherwise it is the
+    ``traced``: the stage order was traced by :func:`advisor.validation.stages.stages`; otherwise it is the
     modules' registration order (e.g. a ViT). ``load``: how the snippet loads the weights
     (:func:`load_plan`). ``data_config``: the preprocessing advisor used."""
 
@@ -72,13 +72,13 @@ def cover(chosen: set[str], names: list[str]) -> list[str]:
 
 
 def _anatomy_file(fingerprint: str, img_size: int | None, num_classes: int) -> Path:
-    from advisor.store.cache import default_home
+    from advisor.store.db import default_home
 
     return default_home() / "decisions" / f"{fingerprint}-{img_size or 'native'}-{num_classes}-v{ANATOMY_VERSION}.json"
 
 
 def model_anatomy(resolved, *, num_classes: int, img_size: int | None = None, model_id: str | None = None) -> Anatomy:
-    """Build ``resolved`` (an :class:`advisor.models.models.Resolved`) with a ``num_classes``-way head and
+    """Build ``resolved`` (an :class:`advisor.models.sources.Resolved`) with a ``num_classes``-way head and
     count what each cut freezes (see :class:`Anatomy`); stored per weights fingerprint, so the next
     call reads a small JSON file instead of importing torch. Raises :class:`AdvisorError` when the
     model cannot be built or has no ``reset_classifier``."""
@@ -104,7 +104,7 @@ def _compute_anatomy(resolved, *, num_classes: int, img_size: int | None, model_
 
     from advisor.ranking.features import cut_names
     from advisor.models.loading import build_model
-    from advisor.validation.split import stages
+    from advisor.validation.stages import stages
 
     loaded = build_model(resolved, img_size=img_size)
     model = loaded.module
