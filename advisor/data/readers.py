@@ -1,4 +1,5 @@
-"""The probe formats, each read into ``(items, labels, class_names, arrays, digest)``:
+"""The probe formats, each read into ``(items, labels, class_names, arrays, digest)``.
+Size: ~300 lines; four formats and the one split rule they share.
 
 - :func:`read_builtin` — ``builtin:digits``, scikit-learn's bundled 8×8 digits (1,797 images, 10 classes), offline;
 - :func:`read_npz` — a ``.npz`` with an image array (``[N, H, W]`` grey or ``[N, H, W, 3]`` RGB) and a label array
@@ -63,9 +64,19 @@ def _no_split(what: str, split: str | None, found: str, fix: str) -> None:
         raise AdvisorError(f"--split {split}: {what} has no split folders or arrays ({found})", fix)
 
 
+def split_folders(root: Path) -> list[Path]:
+    """A probe folder's split sub-folders (non-hidden, named like a split in any case): the one rule."""
+    return [p for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(".") and p.name.lower() in SPLIT_NAMES]
+
+
+def npz_split_names(keys) -> list[str]:
+    """The splits an ``.npz`` holds (``<split>_images`` arrays named like a split): the one rule."""
+    return [k[: -len("_images")] for k in sorted(keys) if k.endswith("_images") and k[: -len("_images")] in SPLIT_NAMES]
+
+
 def read_folder(root: Path, split: str | None):
     subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    splits = [d for d in subdirs if d.name.lower() in SPLIT_NAMES]
+    splits = split_folders(root)
     if splits:
         wanted = split or "train"
         match = [d for d in splits if d.name == wanted]
@@ -175,8 +186,7 @@ def read_npz(path: Path, split: str | None):
     data = _open_npz(path)
     with data:
         keys = set(data.files)
-        split_keys = sorted(k for k in keys if k.endswith("_images") and k[: -len("_images")] in SPLIT_NAMES)
-        splits = [k[: -len("_images")] for k in split_keys]
+        splits = npz_split_names(keys)
         pairs = [(f"{split}_images", f"{split}_labels")] if split else []
         if split in (None, "train"):
             pairs += [("images", "labels"), ("images", "y"), ("x", "y"), ("X", "y"), ("train_images", "train_labels")]

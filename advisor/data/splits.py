@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from advisor.data.probe import SPLIT_NAMES, Probe, load_probe, subsample_indices
+from advisor.data.probe import Probe, load_probe, subsample_indices
+from advisor.data.readers import npz_split_names, split_folders
 from advisor.errors import AdvisorError
 
 HELD_OUT_FRACTION = 0.3
@@ -35,11 +36,10 @@ def split_names(spec: str) -> frozenset[str]:
         return frozenset()
     path = Path(spec).expanduser()
     if path.is_dir():
-        return frozenset(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name in SPLIT_NAMES)
+        return frozenset(p.name for p in split_folders(path))
     if path.suffix.lower() == ".npz" and path.is_file():
         with np.load(path, allow_pickle=False) as data:
-            keys = set(data.files)
-        return frozenset(k[: -len("_images")] for k in keys if k.endswith("_images") and k[: -len("_images")] in SPLIT_NAMES)
+            return frozenset(npz_split_names(data.files))
     return frozenset()
 
 
