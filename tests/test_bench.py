@@ -8,6 +8,7 @@ import csv
 import os
 import subprocess
 import sys
+from pathlib import Path
 from dataclasses import replace
 
 import pytest
@@ -531,3 +532,12 @@ def test_report_writes_the_chosen_default(tmp_path):
     spec = load_spec(tmp_path / "advisor_score.toml")
     assert spec.estimators == ("knn",) and "leave-one-target-out" in spec.evidence
     assert "## Against the fine-tune alone" in report
+
+
+@pytest.mark.skipif(not Path("/proc/self").exists(), reason="needs /proc: a folder no one, root included, can write in")
+@pytest.mark.parametrize("option", ["--out", "--runs-csv", "--ground-truth"])
+def test_unwritable_outputs_fail_before_any_work(run_cli, tmp_path, option):
+    # permission bits say nothing for root: the check writes a scratch file, so /proc fails even there
+    target = "/proc/advisor_out" if option == "--out" else "/proc/advisor_out.csv"
+    code, _, err = run_cli("bench", "--targets", str(tmp_path / "missing"), option, target)
+    assert code == 2 and err.strip().count("\n") == 0 and option in err and "cannot write" in err

@@ -330,8 +330,10 @@ def write_report(cells: list[dict], estimators: list[str], settings: dict, out_d
         name = f"scatter_{i:02d}_{''.join(ch if ch.isalnum() else '_' for ch in t)}.png"
         plot_scatter(a, t, out / name)
         plots[f"{t}: score vs accuracy"] = name
+    how = ("leave-one-target-out" if a.get("loto") else
+           "on a single target, so with no held-out estimate: not evidence for other data")
     spec = advisor_score_spec(a, f"chosen by `{command}`: {len(a['loto_targets'])} targets x {len(a['models'])} models, "
-                                 "leave-one-target-out (benchmarks/bench/bench_report.md)")
+                                 f"{how} ({out / 'bench_report.md'})")
     if spec is not None:  # what registry/advisor_score.toml commits: advisor rank's default
         (out / "advisor_score.toml").write_text(spec.to_toml())
     path = out / "bench_report.md"

@@ -110,6 +110,22 @@ def check_output(path: Path, option: str, kind: str) -> None:
         raise AdvisorError(f"{option} {path}: the folder {base} is not writable", "write it somewhere you can write")
     if path.exists() and not os.access(path, os.W_OK):
         raise AdvisorError(f"{option} {path} exists and is not writable", "remove it or write elsewhere")
+    if kind in ("dir", "file"):
+        _try_writing(path if kind == "dir" else path.parent, option, path)
+
+
+def _try_writing(folder: Path, option: str, path: Path) -> None:
+    """Create ``folder`` (an output folder is created anyway) and a scratch file in it, now: permission
+    bits say nothing for root, on a read-only mount or under /proc, and the work may take hours."""
+    import tempfile
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise AdvisorError(f"{option} {path}: cannot write in {folder} ({exc.strerror or exc})",
+                           "write it somewhere you can write") from None
 
 
 def _check_seed(value, option: str) -> None:

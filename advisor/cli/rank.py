@@ -42,7 +42,7 @@ def _progress_callbacks():
 def rank(
     probe: opt.Probe,
     models: list[str] = typer.Option([], "--models", "-m", help="Candidate model ids (repeat or comma-separate). Default: the embedded EfficientNet-Lites."),
-    estimator: list[str] = typer.Option([], "--estimator", "-e", help="Estimator name (repeatable); the first one orders the table. Default: logme, knn."),
+    estimator: list[str] = typer.Option([], "--estimator", "-e", help="Estimator name (repeatable); the first one orders the table. Default: advisor-score, the ordering advisor bench chose (registry/advisor_score.toml), beside its members."),
     reference: opt.Reference = None,
     split: opt.Split = "train",
     max_images: opt.MaxImages = None,
