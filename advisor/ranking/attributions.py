@@ -1,4 +1,4 @@
-"""Per-cut input attributions: the DEPARA nodes (Song et al. 2020, Song et al. 2020, §3.3.1, eq. 3).
+"""Per-cut input attributions: the DEPARA nodes (Song et al. 2020, §3.3.1, eq. 3).
 
 For every cut ``k`` of a timm model (the cuts of :func:`advisor.ranking.features.cut_names`: the
 ``feature_info`` modules, shallow to deep, then ``pre_logits``) and every probe image ``x`` this
