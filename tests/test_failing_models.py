@@ -70,7 +70,7 @@ def _one_line(err):
 
 def test_missing_weights_offline_fails_only_that_model(image_folder, tiny_weights, run_cli):
     good = file_id(tiny_weights["test_resnet"], "test_resnet")
-    code, out, err = run_cli("rank", str(image_folder), "--models", f"{good},resnet18.a1_in1k", "--img-size", "32", "--json")
+    code, out, err = run_cli("rank", str(image_folder), "--models", f"{good},resnet18.a1_in1k", "-e", "logme", "--img-size", "32", "--json")
     assert code == 0, err
     rows = _rows(json.loads(out))
     assert rows[good]["rank"] == 1 and rows[good]["score"] is not None and rows[good]["model_error"] is None

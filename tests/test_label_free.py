@@ -36,7 +36,7 @@ def ids(tiny_weights):
 
 def test_unlabelled_probe_without_reference_exits_2_with_the_recipe(run_cli, flat, ids, advisor_home):
     line = assert_one_line_error(run_cli("rank", str(flat), "--models", ids["resnet"], "--img-size", "32"),
-                                 "unlabelled", "logme needs labels", "--reference model:<id>", home=advisor_home)
+                                 "unlabelled", "cka needs a --reference", "--reference model:<id>", home=advisor_home)
     assert "label the images" in line
 
 

@@ -347,7 +347,7 @@ def test_a_plugin_printing_to_stdout_does_not_corrupt_json(plugins, image_folder
 def test_a_model_source_whose_resolve_crashes_fails_only_its_model(plugins, image_folder, tiny_weights, run_cli):
     plugins(sloppy=Sloppy())
     good = file_id(tiny_weights["test_resnet"], "test_resnet")
-    code, out, err = run_cli("rank", str(image_folder), "--models", f"crashy:whatever,{good}", "--img-size", "32", "--json")
+    code, out, err = run_cli("rank", str(image_folder), "--models", f"crashy:whatever,{good}", "-e", "logme", "--img-size", "32", "--json")
     assert code == 0, err
     rows = {r["model"]: r for r in json.loads(out) if r["estimator"] == "logme"}
     assert rows["crashy:whatever"]["error"] == "model 'crashy:whatever' failed: KeyError: 'no such key'"
