@@ -541,3 +541,11 @@ def test_unwritable_outputs_fail_before_any_work(run_cli, tmp_path, option):
     target = "/proc/advisor_out" if option == "--out" else "/proc/advisor_out.csv"
     code, _, err = run_cli("bench", "--targets", str(tmp_path / "missing"), option, target)
     assert code == 2 and err.strip().count("\n") == 0 and option in err and "cannot write" in err
+
+
+def test_one_seed_cannot_measure_the_noise():
+    from advisor.bench import metrics as bm
+
+    band = bm.noise_band({}, {"a": 0.60, "b": 0.65})  # no model has two seeds: no std was passed
+    assert band["noise"] is None and not band["flagged"]
+    assert bm.noise_band({}, {"a": 0.6, "b": 0.6})["flagged"]  # tied: still nothing to order

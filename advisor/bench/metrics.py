@@ -85,13 +85,15 @@ def transfer_accuracy(ground_truth: Mapping, probe: Mapping | None, truth: str =
 
 
 def noise_band(std: Mapping[str, float], acc: Mapping[str, float]) -> dict:
-    """``noise`` = mean over models of the seed std of test accuracy; ``flagged`` when the spread of
-    the models' accuracies (max − min) is below 2 × noise, or zero (all tied): the ground truth
-    cannot order them."""
-    noise = float(np.mean([s for s in std.values() if s is not None])) if std else 0.0
+    """``noise`` = mean over models of the seed std of test accuracy (None when no model has two seeds:
+    one seed cannot measure it; pass only stds of ≥ 2 seeds); ``flagged`` when the spread of the
+    models' accuracies (max − min) is below 2 × noise, or zero (all tied): the ground truth cannot
+    order them."""
+    stds = [s for s in std.values() if s is not None]
+    noise = float(np.mean(stds)) if stds else None
     vals = [a for a in acc.values() if a is not None]
     spread = float(max(vals) - min(vals)) if vals else 0.0
-    return {"noise": noise, "spread": spread, "flagged": bool(spread < 2 * noise or spread == 0)}
+    return {"noise": noise, "spread": spread, "flagged": bool(spread == 0 or (noise is not None and spread < 2 * noise))}
 
 
 def layer_distance(cuts: list[str], picked: str | None, best: str | None) -> int | None:

@@ -46,7 +46,8 @@ def analyse(cells: list[dict], estimators: list[str], truth: str = "transfer") -
     cell = {(c["target_name"], c["model_name"]): c for c in cells}
     chosen = {k: bm.transfer_accuracy(c["ground_truth"], c.get("probe"), truth) for k, c in cell.items()}
     acc = {t: {m: chosen[t, m]["test"] for m in models if (t, m) in cell} for t in targets}
-    std = {t: {m: chosen[t, m]["std"] for m in models if (t, m) in cell} for t in targets}
+    std = {t: {m: chosen[t, m]["std"] for m in models if (t, m) in cell and cell[t, m]["ground_truth"].get("seeds_done", 0) >= 2}
+           for t in targets}  # a std of one seed is 0, not a measurement
     acc = {t: {m: a for m, a in v.items() if a is not None} for t, v in acc.items()}
     best = {e: {t: {m: _oriented(cell[t, m], e)[0] for m in acc[t]} for t in targets} for e in estimators}
     pre = {e: {t: {m: _oriented(cell[t, m], e)[1] for m in acc[t]} for t in targets} for e in estimators}
@@ -182,7 +183,8 @@ def markdown(a: dict, settings: dict, command: str, plots: dict[str, str], prove
     ests = list(a["tau_best"])
     lines = ["# `advisor bench` report", ""] + _provenance(provenance, command) + [
              "## Protocol", "",
-             ("Per (model, target), on the target's own train/test split: a full fine-tune (cut `pre_logits`, nothing frozen; "
+             ("Per (model, target), on the target's train/test split (its own split folders or arrays, else a stratified hold-out; "
+              "per target below): a full fine-tune (cut `pre_logits`, nothing frozen; "
               "the schedule of Plested & Gedeon 2019, `advisor.validation.finetune`) for each backbone lr of the grid (new head at "
               "`head_lr_factor` × it) and each seed, at the model's own input size or the `img_size` cap, whichever is smaller, "
               "its lr chosen by mean accuracy on a stratified validation part of the training pool; and a frozen linear probe "
@@ -196,6 +198,8 @@ def markdown(a: dict, settings: dict, command: str, plots: dict[str, str], prove
               "`pre_logits`. τ = `scipy.stats.weightedtau` (defaults)."), "",
              "| setting | value |", "|---|---|"]
     lines += [f"| {k} | {', '.join(map(str, v)) if isinstance(v, (list, tuple)) else v} |" for k, v in settings.items()]
+    splits = {t: next(c.get("split") for (tt, _), c in a["cell"].items() if tt == t) for t in T}
+    lines += ["", "Targets and their splits:", ""] + [f"- {t}: {splits[t] or '–'}" for t in T]
     lines += ["", "## Ground truth: test accuracy of the protocol chosen on validation", "",
               "`ft`: full fine-tune, mean ± std over seeds at the chosen backbone lr; `probe`: frozen linear probe.", "",
               "| model | " + " | ".join(T) + " |", "|---" * (len(T) + 1) + "|"]
@@ -238,7 +242,8 @@ def markdown(a: dict, settings: dict, command: str, plots: dict[str, str], prove
               ("noise = mean over models of the seed std of test accuracy; a target is **flagged** when max − min accuracy "
               "over models is below 2 × noise, or zero (the ground truth cannot order its models)."), "",
               "| target | noise | spread (max − min) | flagged |", "|---|---|---|---|"]
-    lines += [f"| {t} | {_f(a['noise'][t]['noise'])} | {_f(a['noise'][t]['spread'])} | {'**yes**' if a['noise'][t]['flagged'] else 'no'} |" for t in T]
+    lines += [f"| {t} | {_f(a['noise'][t]['noise']) if a['noise'][t]['noise'] is not None else 'not measurable (one seed)'} | "
+              f"{_f(a['noise'][t]['spread'])} | {'**yes**' if a['noise'][t]['flagged'] else 'no'} |" for t in T]
     clean = [t for t in T if not a["noise"][t]["flagged"]]
     for title, tau in (("Weighted Kendall τ per target (score at each model's best cut)", a["tau_best"]),
                        ("Weighted Kendall τ per target (score at pre_logits)", a["tau_pre"])):

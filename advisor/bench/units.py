@@ -218,7 +218,11 @@ def provenance(cells: list[dict], runs_csv: str | Path | None, workers: int, dev
            "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, device {device}, "
                       f"python {platform.python_version()}, torch {torch.__version__}",
            "runs": f"{n_runs} ({len(cells)} model x target pairs)",
-           "run time": f"{seconds / 3600:.2f} h summed over runs; / {workers} worker(s) = {seconds / 3600 / max(workers, 1):.2f} h"}
+           "run time": f"{_duration(seconds)} summed over runs; / {workers} worker(s) = {_duration(seconds / max(workers, 1))}"}
     if stamps:
         out["runs finished"] = f"{stamps[0]} to {stamps[-1]} (wall clock, across sessions)"
     return out
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 3600:.2f} h" if seconds >= 360 else f"{seconds:.0f} s"
