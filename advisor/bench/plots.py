@@ -10,11 +10,13 @@ from pathlib import Path
 import numpy as np
 
 
-def _f(v, digits: int = 3) -> str:
+def fmt(v, digits: int = 3) -> str:
+    """A number for the report's tables and titles ("–" for None)."""
     return "–" if v is None else f"{v:.{digits}f}"
 
 
-def _mean(vals) -> float | None:
+def mean_or_none(vals) -> float | None:
+    """Mean of the values that are not None (None when none are)."""
     vals = [v for v in vals if v is not None]
     return float(np.mean(vals)) if vals else None
 
@@ -37,7 +39,7 @@ def plot_scatter(a: dict, target: str, path: Path) -> None:
             ax.errorbar([p[1] for p in pts], [p[2] for p in pts], yerr=[p[3] for p in pts], fmt="o", capsize=2, markersize=4)
             for m, x, y, _ in pts:
                 ax.annotate(m[:14], (x, y), fontsize=6, xytext=(2, 2), textcoords="offset points")
-        ax.set_title(f"{e} (τ {_f(a['tau_best'][e][target], 2)})", fontsize=8)
+        ax.set_title(f"{e} (τ {fmt(a['tau_best'][e][target], 2)})", fontsize=8)
         ax.tick_params(labelsize=6)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(ests):]:
@@ -56,9 +58,9 @@ def plot_tau(a: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     tau = a["tau_best"]
-    ests = sorted(tau, key=lambda e: (_mean(tau[e].values()) is None, _mean(tau[e].values()) or 0.0))
+    ests = sorted(tau, key=lambda e: (mean_or_none(tau[e].values()) is None, mean_or_none(tau[e].values()) or 0.0))
     fig, ax = plt.subplots(figsize=(7, 0.32 * len(ests) + 1.5))
-    ax.barh(range(len(ests)), [_mean(tau[e].values()) or 0.0 for e in ests], color="tab:blue", alpha=0.5, label="mean")
+    ax.barh(range(len(ests)), [mean_or_none(tau[e].values()) or 0.0 for e in ests], color="tab:blue", alpha=0.5, label="mean")
     for i, e in enumerate(ests):
         vals = [v for v in tau[e].values() if v is not None]
         ax.plot(vals, [i] * len(vals), "k.", markersize=5)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from advisor.bench import metrics as bm
-from advisor.bench.plots import plot_scatter, plot_tau
+from advisor.bench.plots import fmt, mean_or_none, plot_scatter, plot_tau
 
 
 def _oriented(cell: dict, est: str) -> tuple[float | None, float | None]:
@@ -156,15 +156,6 @@ def advisor_score_spec(a: dict, evidence: str):
     return spec_from_choice(tuple(final["combo"]), final.get("weights"), tau, evidence)
 
 
-def _f(v, digits: int = 3) -> str:
-    return "–" if v is None else f"{v:.{digits}f}"
-
-
-def _mean(vals) -> float | None:
-    vals = [v for v in vals if v is not None]
-    return float(np.mean(vals)) if vals else None
-
-
 def _combo(c) -> str:
     return "–" if not c else (c[0] if len(c) == 1 else "rank-average(" + " + ".join(c) + ")")
 
@@ -228,8 +219,8 @@ def markdown(a: dict, settings: dict, command: str, plots: dict[str, str], prove
                 continue
             g, pr = c["ground_truth"], (c.get("probe") or {})
             flag = "**under-trained**" if a["under_trained"].get((t, m)) else ""
-            lines.append(f"| {t} | {m} | {c.get('input_size', '–')} | {_f(pr.get('val_acc'))} / {_f(pr.get('test_acc'))} | "
-                         f"{_f(g.get('val_mean'))} / {_f(g['test_mean'])} | {_f(g.get('train_loss'))} | {a['chosen'][t, m]['protocol']} | {flag} |")
+            lines.append(f"| {t} | {m} | {c.get('input_size', '–')} | {fmt(pr.get('val_acc'))} / {fmt(pr.get('test_acc'))} | "
+                         f"{fmt(g.get('val_mean'))} / {fmt(g['test_mean'])} | {fmt(g.get('train_loss'))} | {a['chosen'][t, m]['protocol']} | {flag} |")
     n_ut = sum(bool(v) for v in a["under_trained"].values())
     n_probe = sum(ch["protocol"] == "linear probe" for ch in a["chosen"].values())
     lines += ["", (f"{n_ut} of {len(a['under_trained'])} pairs under-trained; validation chose the probe for {n_probe} of "
@@ -242,15 +233,15 @@ def markdown(a: dict, settings: dict, command: str, plots: dict[str, str], prove
               ("noise = mean over models of the seed std of test accuracy; a target is **flagged** when max − min accuracy "
               "over models is below 2 × noise, or zero (the ground truth cannot order its models)."), "",
               "| target | noise | spread (max − min) | flagged |", "|---|---|---|---|"]
-    lines += [f"| {t} | {_f(a['noise'][t]['noise']) if a['noise'][t]['noise'] is not None else 'not measurable (one seed)'} | "
-              f"{_f(a['noise'][t]['spread'])} | {'**yes**' if a['noise'][t]['flagged'] else 'no'} |" for t in T]
+    lines += [f"| {t} | {fmt(a['noise'][t]['noise']) if a['noise'][t]['noise'] is not None else 'not measurable (one seed)'} | "
+              f"{fmt(a['noise'][t]['spread'])} | {'**yes**' if a['noise'][t]['flagged'] else 'no'} |" for t in T]
     clean = [t for t in T if not a["noise"][t]["flagged"]]
     for title, tau in (("Weighted Kendall τ per target (score at each model's best cut)", a["tau_best"]),
                        ("Weighted Kendall τ per target (score at pre_logits)", a["tau_pre"])):
         lines += ["", f"## {title}", "", "| estimator | " + " | ".join(T) + " | mean | mean (unflagged) |", "|---" * (len(T) + 3) + "|"]
-        for e in sorted(ests, key=lambda e: -(_mean(tau[e].values()) if _mean(tau[e].values()) is not None else -9)):
-            lines.append(f"| {e} | " + " | ".join(_f(tau[e][t]) for t in T) + f" | {_f(_mean(tau[e].values()))} | "
-                         f"{_f(_mean(tau[e][t] for t in clean))} |")
+        for e in sorted(ests, key=lambda e: -(mean_or_none(tau[e].values()) if mean_or_none(tau[e].values()) is not None else -9)):
+            lines.append(f"| {e} | " + " | ".join(fmt(tau[e][t]) for t in T) + f" | {fmt(mean_or_none(tau[e].values()))} | "
+                         f"{fmt(mean_or_none(tau[e][t] for t in clean))} |")
     lines += ["", "## Picks, regret, layer choice and cost", "",
               ("top-1 hit rate: share of targets where the estimator's first model is a most accurate one; regret: test accuracy "
               "lost by taking its pick; layer distance: cut positions between `advisor layers`' recommendation (this estimator) "
@@ -258,15 +249,15 @@ def markdown(a: dict, settings: dict, command: str, plots: dict[str, str], prove
               "| estimator | top-1 hit rate | mean regret | max regret | layer distance | seconds per target |", "|---|---|---|---|---|---|"]
     for e in ests:
         p = a["per_estimator"][e]
-        lines.append(f"| {e} | {_f(p['top1_hit_rate'], 2)} | {_f(p['mean_regret'])} | {_f(p['max_regret'])} | "
-                     f"{_f(p['layer_distance'], 2)} | {_f(p['seconds_per_target'], 4)} |")
+        lines.append(f"| {e} | {fmt(p['top1_hit_rate'], 2)} | {fmt(p['mean_regret'])} | {fmt(p['max_regret'])} | "
+                     f"{fmt(p['layer_distance'], 2)} | {fmt(p['seconds_per_target'], 4)} |")
     lines += ["", "## Default for `advisor rank`: leave-one-target-out", "",
               (f"Cost first: the default must cost at most {COST_GOAL:g}× the feature-extraction forward pass. Median ratio of "
                "scoring seconds (all cuts) to extraction seconds over the (model, target) pairs; estimators that need DEPARA's "
                "attribution pass are out whatever their own arithmetic costs (the pass is about 7× the forward pass, "
                "benchmarks/estimator_cost.md):"), "",
               "| estimator | cost ratio | candidate |", "|---|---|---|"]
-    lines += [f"| {e} | {_f(a['cost'][e])} | {'yes' if e in a['cheap'] else ('no: attribution pass' if _needs_attributions(e) else 'no: cost')} |"
+    lines += [f"| {e} | {fmt(a['cost'][e])} | {'yes' if e in a['cheap'] else ('no: attribution pass' if _needs_attributions(e) else 'no: cost')} |"
               for e in ests]
     lines += ["",
               ("Candidates (the cheap estimators only): every single estimator at each model's best cut and at `pre_logits` (`name@pre_logits`), the "
@@ -278,13 +269,13 @@ def markdown(a: dict, settings: dict, command: str, plots: dict[str, str], prove
     loto = a["loto"]
     if loto:
         lines += ["| held-out target | chosen on the others | mean τ on the others | τ on the held-out target |", "|---|---|---|---|"]
-        lines += [f"| {f['held_out']} | {_combo(f['combo'])} | {_f(f['train_mean_tau'])} | {_f(f['held_out_tau'])} |" for f in loto["folds"]]
-        lines += ["", f"Leave-one-target-out mean τ of the selection procedure: **{_f(loto['mean_tau'])}**.", ""]
+        lines += [f"| {f['held_out']} | {_combo(f['combo'])} | {fmt(f['train_mean_tau'])} | {fmt(f['held_out_tau'])} |" for f in loto["folds"]]
+        lines += ["", f"Leave-one-target-out mean τ of the selection procedure: **{fmt(loto['mean_tau'])}**.", ""]
     else:
         lines += ["Fewer than 2 targets: no leave-one-target-out estimate.", ""]
     final = a["final"]
     lines += [(f"Choice on all these targets: **{_combo(final['combo']) if final else '–'}** "
-               f"(mean τ {_f(final['mean_tau']) if final else '–'})."), ""]
+               f"(mean τ {fmt(final['mean_tau']) if final else '–'})."), ""]
     if final and final.get("weights"):
         lines += ["Its weights (on standardised scores): " + ", ".join(f"{e} {w:+.3f}" for e, w in
                   sorted(final["weights"].items(), key=lambda ew: -abs(ew[1]))) + ".", ""]
@@ -294,7 +285,7 @@ def markdown(a: dict, settings: dict, command: str, plots: dict[str, str], prove
                   "| target | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
         for t, row in a["versus"].items():
             lines.append(f"| {t} | " + " | ".join(
-                f"{_f(row[n]['tau'])} / {'–' if row[n]['top1'] is None else ('yes' if row[n]['top1'] else 'no')} / {_f(row[n]['regret'])}"
+                f"{fmt(row[n]['tau'])} / {'–' if row[n]['top1'] is None else ('yes' if row[n]['top1'] else 'no')} / {fmt(row[n]['regret'])}"
                 for n in names) + " |")
         lines.append("")
     if robust:
@@ -312,10 +303,10 @@ def _robustness(r: dict) -> list[str]:
               "under-trained pairs count as measured). Mean weighted τ over targets, score at each model's best cut:"), "",
              "| estimator | mean τ (fine-tune only) |", "|---|---|"]
     tau = r["tau_best"]
-    for e in sorted(tau, key=lambda e: -(_mean(tau[e].values()) if _mean(tau[e].values()) is not None else -9)):
-        lines.append(f"| {e} | {_f(_mean(tau[e].values()))} |")
-    lines += ["", (f"Leave-one-target-out mean τ of the selection procedure against the fine-tune alone: **{_f(loto['mean_tau']) if loto else '–'}**; "
-                   f"its choice on all targets: {_combo(final['combo']) if final else '–'} (mean τ {_f(final['mean_tau']) if final else '–'})."), ""]
+    for e in sorted(tau, key=lambda e: -(mean_or_none(tau[e].values()) if mean_or_none(tau[e].values()) is not None else -9)):
+        lines.append(f"| {e} | {fmt(mean_or_none(tau[e].values()))} |")
+    lines += ["", (f"Leave-one-target-out mean τ of the selection procedure against the fine-tune alone: **{fmt(loto['mean_tau']) if loto else '–'}**; "
+                   f"its choice on all targets: {_combo(final['combo']) if final else '–'} (mean τ {fmt(final['mean_tau']) if final else '–'})."), ""]
     return lines
 
 
