@@ -549,3 +549,23 @@ def test_one_seed_cannot_measure_the_noise():
     band = bm.noise_band({}, {"a": 0.60, "b": 0.65})  # no model has two seeds: no std was passed
     assert band["noise"] is None and not band["flagged"]
     assert bm.noise_band({}, {"a": 0.6, "b": 0.6})["flagged"]  # tied: still nothing to order
+
+
+def test_provenance_counts_only_the_cells_own_runs(tmp_path):
+    from advisor.bench.units import RUN_COLUMNS, provenance
+
+    runs = tmp_path / "runs.csv"
+    rows = [("k1", "2026-01-01T10:00:00Z"), ("k2", "2026-01-01T12:00:00Z"),
+            ("other", "2026-01-02T09:00:00Z")]  # same model and target, another lr grid: not these cells' run
+    with runs.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, RUN_COLUMNS)
+        w.writeheader()
+        for key, at in rows:
+            w.writerow({"run_key": key, "kind": "finetune", "model_id": "m", "target_path": "t", "finished_at": at})
+    cell = {"model": "m", "target": "t", "runs": [{"run_key": "k1", "seconds": 60.0}, {"run_key": "k2", "seconds": 30.0}]}
+    prov = provenance([cell], runs, workers=2, device="cpu")
+    assert prov["runs finished"].startswith("2026-01-01T10:00:00Z to 2026-01-01T12:00:00Z")
+    assert prov["run time"] == "90 s summed over runs; / 2 worker(s) = 45 s" and prov["runs"] == "2 (1 model x target pairs)"
+    # a cell stored before cells carried their runs' keys: no span rather than a wrong one
+    old = {**cell, "runs": [{"seconds": 60.0}]}
+    assert "runs finished" not in provenance([old], runs, workers=2, device="cpu")

@@ -158,7 +158,7 @@ def _cell(cp: CellPlan, recs: dict[str, dict], sc: dict, s: Settings) -> dict:
         "probe": {"test_acc": probe["test_acc"], "val_acc": probe["val_acc"], "status": probe["status"]},
         "defrost": {"profile": {c: [v["val_acc"], v["test_acc"]] for c, v in defrost.items()}, "best_cut": best},
         "scores": sc["scores"], "extract_seconds": sc["extract_seconds"],
-        "runs": [{"kind": recs[j.key]["kind"], "lr": j.lr, "cut": j.cut, "seed": j.seed, "status": recs[j.key]["status"],
+        "runs": [{"run_key": j.key, "kind": recs[j.key]["kind"], "lr": j.lr, "cut": j.cut, "seed": j.seed, "status": recs[j.key]["status"],
                   "val_acc": recs[j.key]["val_acc"], "test_acc": recs[j.key]["test_acc"],
                   "final_train_loss": recs[j.key]["final_train_loss"], "seconds": recs[j.key]["seconds"]} for j in cp.jobs],
     }

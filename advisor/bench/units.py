@@ -202,7 +202,8 @@ def provenance(cells: list[dict], runs_csv: str | Path | None, workers: int, dev
 
     The runs may span sessions and machines (they resume from ``runs_csv``), so the wall time is given
     two ways: the first and last ``finished_at`` of the cells' runs in the CSV, and the sum of the
-    runs' own seconds divided by the workers (what one uninterrupted run on this machine would take)."""
+    runs' own seconds divided by the workers (what one uninterrupted run on this machine would take).
+    Cells stored before they carried their runs' keys give no ``runs finished`` row."""
     import os
     import platform
     from datetime import datetime, timezone
@@ -211,9 +212,11 @@ def provenance(cells: list[dict], runs_csv: str | Path | None, workers: int, dev
 
     seconds = sum(r["seconds"] or 0.0 for c in cells for r in c["runs"])
     n_runs = sum(len(c["runs"]) for c in cells)
-    pairs = {(c["model"], str(Path(c["target"]).resolve())) for c in cells}
-    stamps = sorted(r["finished_at"] for r in (read_runs(runs_csv) if runs_csv is not None and Path(runs_csv).exists() else [])
-                    if (r["model_id"], str(Path(r["target_path"]).resolve())) in pairs and r.get("finished_at"))
+    # the cells' own runs only: the CSV also holds runs of other settings (another lr grid, other epochs)
+    keys = {r.get("run_key") for c in cells for r in c["runs"]}
+    stamps = [] if None in keys else sorted(
+        r["finished_at"] for r in (read_runs(runs_csv) if runs_csv is not None and Path(runs_csv).exists() else [])
+        if r["run_key"] in keys and r.get("finished_at"))
     out = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
            "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, device {device}, "
                       f"python {platform.python_version()}, torch {torch.__version__}",
