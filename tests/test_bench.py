@@ -109,6 +109,26 @@ def test_bench_end_to_end_csv_report_and_report_only(run_cli, tiny, tmp_path, ad
     assert _bench_rows(advisor_home) == runs and len(read_runs(runs_csv)) == runs and "runs to do" not in err
 
 
+def test_lp_ft_and_frozen_batchnorm_fine_tunes_end_to_end(run_cli, tiny, tmp_path):
+    """--head-init probe --batchnorm frozen: the fine-tunes record both options, probes and defrost runs keep
+    the keys they have without them, and with a learning rate too small to move anything an LP-FT run's
+    test accuracy is its linear probe's (the head starts as that probe)."""
+    from advisor.bench.units import read_runs
+
+    models, targets = tiny
+    args = _args(models[:1], targets[:1], tmp_path, "--seeds", "0", "--lrs", "1e-9", "--defrost-cuts", "1")
+    code, _, err = run_cli(*args, "--head-init", "probe", "--batchnorm", "frozen")
+    assert code == 0, err
+    lpft = {r["kind"]: r for r in read_runs(tmp_path / "runs-a.csv")}
+    assert lpft["finetune"]["protocol"]["head_init"] == "probe" and lpft["finetune"]["protocol"]["batchnorm"] == "frozen"
+    assert lpft["finetune"]["test_acc"] == pytest.approx(lpft["probe"]["test_acc"])
+    code, _, err = run_cli(*_args(models[:1], targets[:1], tmp_path, "--seeds", "0", "--lrs", "1e-9", "--defrost-cuts", "1", tag="b"))
+    assert code == 0, err
+    plain = read_runs(tmp_path / "runs-b.csv")  # the probe and defrost runs came from the cache: same keys
+    assert [r["kind"] for r in plain] == ["finetune"] and "head_init" not in plain[0]["protocol"]
+    assert plain[0]["run_key"] != lpft["finetune"]["run_key"]
+
+
 def test_report_only_without_evidence_is_one_line(run_cli, tiny, tmp_path):
     models, targets = tiny
     code, _, err = run_cli("bench", "--models", models[0], "--targets", str(targets[0]), "--report-only", "--out", str(tmp_path / "o"),
@@ -128,6 +148,8 @@ def test_report_only_without_evidence_is_one_line(run_cli, tiny, tmp_path):
     (["-e", "nope"], "unknown estimator 'nope'"),
     (["--config", "/no/such.toml"], "does not exist"),
     (["--workers", "0"], "--workers must lie in 1.."),
+    (["--head-init", "warm"], "head_init 'warm' is not one of random, probe"),
+    (["--batchnorm", "off"], "batchnorm 'off' is not one of train, frozen"),
     (["--workers", "999"], "--workers must lie in 1.."),
     (["--workers", "two"], "--workers 'two' is not a whole number"),
     (["--img-size", "8"], "--img-size must be at least 32 px"),
@@ -190,7 +212,7 @@ def test_defrost_cuts_spread_or_named():
 
 
 @pytest.mark.parametrize("change", [{"img_size": 64}, {"epochs": 2}, {"max_train": 10}, {"seeds": [1]}, {"lrs": [0.05]},
-                                    {"defrost_cuts": 2}, {"defrost_seed": 3}])
+                                    {"defrost_cuts": 2}, {"defrost_seed": 3}, {"head_init": "probe"}, {"batchnorm": "frozen"}])
 def test_every_setting_is_part_of_the_run_keys(tiny, change):
     from advisor.bench.config import load_config
     from advisor.bench.plan import make_plan
@@ -203,9 +225,10 @@ def test_every_setting_is_part_of_the_run_keys(tiny, change):
     assert plans[0].cfg.settings.key() != plans[1].cfg.settings.key()  # the evidence cells
     if "defrost_cuts" in change:  # more cuts: the old runs keep their keys, new ones appear
         assert set(keys[0].values()) < set(keys[1].values())
-    elif "defrost_seed" in change:  # only the defrost runs change
-        assert {k: v for k, v in keys[0].items() if k[0] != "defrost"} == {k: v for k, v in keys[1].items() if k[0] != "defrost"}
-        assert {v for k, v in keys[0].items() if k[0] == "defrost"}.isdisjoint(keys[1].values())
+    elif "defrost_seed" in change or "head_init" in change or "batchnorm" in change:  # only one kind of run changes
+        kind = "defrost" if "defrost_seed" in change else "finetune"
+        assert {k: v for k, v in keys[0].items() if k[0] != kind} == {k: v for k, v in keys[1].items() if k[0] != kind}
+        assert {v for k, v in keys[0].items() if k[0] == kind}.isdisjoint(keys[1].values())
     else:
         changed = [k for k in keys[0] if keys[0][k] not in keys[1].values()]
         assert any(k[0] == "finetune" for k in changed), change

@@ -66,6 +66,8 @@ class Settings:
     defrost_cuts: int | tuple[str, ...] = 3  # a count spread over the default cuts, or cut names
     defrost_seed: int = 0
     estimators: tuple[str, ...] = ()
+    head_init: str = "random"  # fine-tunes: "random" head, or "probe" = LP-FT (Kumar et al. 2022)
+    batchnorm: str = "train"  # fine-tunes: "train" updates BatchNorm statistics, "frozen" keeps the pretrained ones
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -132,7 +134,8 @@ def load_config(path: str | Path | None = None, *, models: list[str] | None = No
                 epochs: int | None = None, seeds: list[int] | None = None, max_train: int | None = None,
                 lrs: list[float] | None = None, estimators: list[str] | None = None,
                 img_size: int | str | None = None, defrost_cuts: int | str | list[str] | None = None,
-                defrost_seed: int | None = None, weights_dir: str | Path | None = None) -> Config:
+                defrost_seed: int | None = None, weights_dir: str | Path | None = None,
+                head_init: str | None = None, batchnorm: str | None = None) -> Config:
     """The benchmark to run: ``path`` (default ``registry/bench.toml``) overridden by the arguments.
     Checks everything cheap before any work: unknown models, missing or unlabelled targets, empty
     seed or lr lists, non-positive settings, unknown estimators all raise :class:`AdvisorError`.
@@ -164,6 +167,8 @@ def load_config(path: str | Path | None = None, *, models: list[str] | None = No
         defrost_cuts=parse_defrost_cuts(defrost_cuts if defrost_cuts is not None else proto.get("defrost_cuts", Settings.defrost_cuts)),
         defrost_seed=int(defrost_seed if defrost_seed is not None else proto.get("defrost_seed", Settings.defrost_seed)),
         estimators=tuple(estimators) if estimators else tuple(e.name for e in list_estimators()),
+        head_init=str(head_init if head_init is not None else proto.get("head_init", Settings.head_init)).strip().lower(),
+        batchnorm=str(batchnorm if batchnorm is not None else proto.get("batchnorm", Settings.batchnorm)).strip().lower(),
     )
     _check_settings(s)
     for name in s.estimators:
@@ -203,6 +208,14 @@ def _check_settings(s: Settings) -> None:
         raise AdvisorError(f"val_fraction must lie in (0, 1), got {s.val_fraction}", "e.g. val_fraction = 0.2 in the config")
     if s.batch_size < 2:
         raise AdvisorError(f"batch_size must be at least 2, got {s.batch_size}", "e.g. batch_size = 32 in the config")
+    from advisor.validation.finetune import BATCHNORM_MODES, HEAD_INITS
+
+    if s.head_init not in HEAD_INITS:
+        raise AdvisorError(f"head_init '{s.head_init}' is not one of {', '.join(HEAD_INITS)}",
+                           '--head-init probe (LP-FT), or head_init = "probe" under [protocol] in the config')
+    if s.batchnorm not in BATCHNORM_MODES:
+        raise AdvisorError(f"batchnorm '{s.batchnorm}' is not one of {', '.join(BATCHNORM_MODES)}",
+                           '--batchnorm frozen, or batchnorm = "frozen" under [protocol] in the config')
     if len(set(s.seeds)) != len(s.seeds):
         raise AdvisorError(f"--seeds repeats a seed: {list(s.seeds)}", "give distinct seeds, e.g. --seeds 0,1")
 

@@ -48,11 +48,12 @@ class Job:
 
 
 def protocol(backbone_lr: float, s: Settings, per_class: float):
-    """Plested & Gedeon 2019's full fine-tune (nothing frozen): backbone at ``backbone_lr``, head at factor × that."""
+    """Plested & Gedeon 2019's full fine-tune (nothing frozen): backbone at ``backbone_lr``, head at factor × that;
+    the head starts at random or (``s.head_init == "probe"``, LP-FT, Kumar et al. 2022) as the linear probe."""
     from advisor.validation import finetune as ft
 
     return replace(ft.finetune(per_class, epochs=s.epochs, freeze=None, batch_size=s.batch_size),
-                   lr=backbone_lr * s.head_lr_factor, lr_transferred=backbone_lr)
+                   lr=backbone_lr * s.head_lr_factor, lr_transferred=backbone_lr, head_init=s.head_init, batchnorm=s.batchnorm)
 
 
 def run_key(kind: str, model_key: str, part_keys, payload: dict) -> str:
@@ -142,25 +143,30 @@ def _pre_logits(module, x):
 
 
 def _linear_probe(module, x) -> dict:
-    import warnings
-
-    from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import log_loss
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+
+    from advisor.validation.linear_probe import fit_linear_probe
 
     start = time.perf_counter()
     f = {p: _pre_logits(module, x[p][0]) for p in ("train", "val", "test")}
     y = {p: x[p][1].numpy() for p in f}
-    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # ConvergenceWarning on separable data
-        clf.fit(f["train"], y["train"])
+    clf = fit_linear_probe(f["train"], y["train"])
     loss = float(log_loss(y["train"], clf.predict_proba(f["train"]), labels=clf.classes_))
     train_acc = float(clf.score(f["train"], y["train"]))
     return {"status": "done", "reason": "", "val_acc": float(clf.score(f["val"], y["val"])), "best_val_acc": None,
             "test_acc": float(clf.score(f["test"], y["test"])), "final_train_loss": loss, "final_train_acc": train_acc,
             "history": [{"loss": loss, "train_acc": train_acc}], "seconds": time.perf_counter() - start}
+
+
+def _probe_head(c: dict, parts: TargetParts):
+    """LP-FT's head for the prepared cell (fit once per process and cell: every lr and seed shares it),
+    from the pretrained model's ``pre_logits`` on the training part."""
+    if "probe_head" not in c:
+        from advisor.validation.linear_probe import probe_head
+
+        c["probe_head"] = probe_head(_pre_logits(c["module"], c["x"]["train"][0]), c["x"]["train"][1].numpy(),
+                                     parts.train.num_classes)
+    return c["probe_head"]
 
 
 def run_job(job: Job) -> dict:
@@ -178,9 +184,11 @@ def run_job(job: Job) -> dict:
     else:
         proto = ft.Protocol(**job.protocol)
         if job.kind == "finetune":
+            t0 = time.perf_counter()
+            head = _probe_head(c, parts) if proto.head_init == "probe" else None
+            prefix_s = time.perf_counter() - t0
             res = ft.train(st, PRE_LOGITS, proto, *x["train"], *x["val"], seed=job.seed, device=job.device,
-                           test_h=x["test"][0], test_y=x["test"][1])
-            prefix_s = 0.0
+                           test_h=x["test"][0], test_y=x["test"][1], head=head)
         else:
             t0 = time.perf_counter()
             h = {p: ft.prefix_activations(st, x[p][0], job.cut) for p in x}

@@ -1,4 +1,5 @@
 """Short fine-tunes that measure what the estimators predict: the two validation protocols.
+Size: one training loop serves both protocols and their options (LP-FT head, frozen BatchNorm).
 
 ``defrost`` (Gerace et al. 2023, "Layer-wise defrosting"): the stages up to the cut keep their pretrained
 values and stay frozen; everything after it is re-initialised and trained on the target. Accuracy
@@ -58,9 +59,22 @@ class Protocol:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     freeze: str | None = None  # finetune: freeze stages up to this cut (None: nothing frozen)
+    head_init: str = "random"  # finetune: "random", or "probe" = LP-FT (Kumar et al. 2022): the new head starts as the linear probe
+    batchnorm: str = "train"  # "train": trained BatchNorm layers update their statistics; "frozen": they keep the pretrained ones
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """Every field, except the ones added after :data:`RECIPE_VERSION` 1 while they hold their
+        default: the recorded protocols (and the run keys hashed from them) of earlier runs stay valid."""
+        d = asdict(self)
+        for name, default in _LATER_FIELDS.items():
+            if d[name] == default:
+                del d[name]
+        return d
+
+
+_LATER_FIELDS = {"head_init": "random", "batchnorm": "train"}
+HEAD_INITS = ("random", "probe")
+BATCHNORM_MODES = ("train", "frozen")
 
 
 def defrost(epochs: int = 10, lr: float = 0.1, batch_size: int = 32) -> Protocol:
@@ -98,6 +112,22 @@ def prefix_activations(st: Stages, x, cut: str, batch_size: int = 64):
         return to_nhwc(torch.cat([st.prefix(c, cut) for c in x.split(batch_size)]).clone())
 
 
+def _set_head(st: Stages, head: tuple[np.ndarray, np.ndarray]) -> None:
+    import torch
+
+    cls = st.model.get_classifier()
+    w, b = (torch.as_tensor(np.asarray(a)) for a in head)
+    if not isinstance(cls, torch.nn.Linear) or tuple(cls.weight.shape) != tuple(w.shape):
+        from advisor.errors import AdvisorError
+
+        raise AdvisorError(f"head_init 'probe' needs a linear classifier of shape {tuple(w.shape)}, this model has {cls!r}",
+                           "use head_init = \"random\" for this model")
+    with torch.no_grad():
+        cls.weight.copy_(w.to(cls.weight.dtype))
+        if cls.bias is not None:
+            cls.bias.copy_(b.to(cls.bias.dtype))
+
+
 def _reinit(modules, seed: int) -> None:
     import torch
 
@@ -110,7 +140,7 @@ def _reinit(modules, seed: int) -> None:
 
 def train(st: Stages, cut: str, protocol: Protocol, train_h, train_y, val_h, val_y, *, seed: int,
           theta_a: dict | None = None, theta_r: dict | None = None, device: str = "cpu",
-          test_h=None, test_y=None) -> RunResult:
+          test_h=None, test_y=None, head: tuple[np.ndarray, np.ndarray] | None = None) -> RunResult:
     """Train ``st.model`` after its frozen prefix on cached activations and measure accuracy.
 
     ``cut``: the last transferred stage (defrost: also the last frozen one). ``train_h``/``val_h``:
@@ -121,6 +151,10 @@ def train(st: Stages, cut: str, protocol: Protocol, train_h, train_y, val_h, val
     run: the result is ``failed`` with the reason, nothing is raised. ``test_h``/``test_y`` (optional,
     like ``val_h``/``val_y``): a test set evaluated once after the last epoch into ``test_acc``, so a
     caller can pick hyperparameters on the validation part and report an untouched test accuracy.
+    ``head``: ``(W float[C, D], b float[C])`` from :func:`advisor.validation.linear_probe.probe_head`, required by ``protocol.head_init ==
+    "probe"`` (LP-FT, Kumar et al. 2022): the classifier starts there instead of at its seeded init.
+    ``protocol.batchnorm == "frozen"`` keeps every BatchNorm layer's pretrained statistics (its affine
+    parameters still train). Raises ``AdvisorError`` for an unknown ``head_init``/``batchnorm`` or a missing head.
     """
     import torch
     import torch.nn.functional as F
@@ -130,7 +164,10 @@ def train(st: Stages, cut: str, protocol: Protocol, train_h, train_y, val_h, val
     model = st.model.to(device, memory_format=torch.channels_last)
     guard_channels_last(model)  # CPU: oneDNN's NHWC backward of 1x1 strided convs can crash (no-op off the CPU)
     transferred_trainable, new = _groups(st, cut, frozen_cut, protocol)
+    _check_options(protocol, head)
     _reinit(new, seed)
+    if protocol.head_init == "probe":
+        _set_head(st, head)
     for p in model.parameters():
         p.requires_grad_(False)
     params_new = [p for m in new for p in m.parameters()]
@@ -158,7 +195,7 @@ def train(st: Stages, cut: str, protocol: Protocol, train_h, train_y, val_h, val
     train_h, train_y = to_nhwc(train_h.to(device)), train_y.to(device)
     val_h, val_y = to_nhwc(val_h.to(device)), val_y.to(device)
     for epoch in range(protocol.epochs):
-        _set_train(st, new + transferred_trainable)
+        _set_train(st, new + transferred_trainable, protocol.batchnorm == "frozen")
         order = torch.randperm(len(train_h), generator=gen).to(device)
         total_loss, correct, seen = 0.0, 0, 0
         for lo in range(0, len(order), protocol.batch_size):
@@ -235,10 +272,28 @@ def _named_layers(st: Stages, modules) -> list[tuple[str, object]]:
             if id(m) in wanted and m is not classifier and getattr(m, "weight", None) is not None and m.weight.ndim >= 2]
 
 
-def _set_train(st: Stages, trainable) -> None:
+def _check_options(protocol: Protocol, head) -> None:
+    from advisor.errors import AdvisorError
+
+    if protocol.head_init not in HEAD_INITS:
+        raise AdvisorError(f"unknown head_init '{protocol.head_init}'", f"use one of: {', '.join(HEAD_INITS)}")
+    if protocol.batchnorm not in BATCHNORM_MODES:
+        raise AdvisorError(f"unknown batchnorm mode '{protocol.batchnorm}'", f"use one of: {', '.join(BATCHNORM_MODES)}")
+    if protocol.head_init == "probe" and (protocol.name != "finetune" or head is None):
+        raise AdvisorError("head_init 'probe' (LP-FT) needs the fine-tune protocol and the probe's head weights",
+                           "pass head=linear_probe.probe_head(features, labels, num_classes) to train()")
+
+
+def _set_train(st: Stages, trainable, freeze_batchnorm: bool = False) -> None:
+    import torch
+
     st.model.eval()  # frozen BatchNorm keeps its pretrained statistics
     for m in trainable:
         m.train()
+    if freeze_batchnorm:
+        for m in st.model.modules():
+            if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d, torch.nn.SyncBatchNorm)):
+                m.eval()  # timm's BatchNormAct2d is a BatchNorm2d
 
 
 def _forward(st: Stages, frozen_cut: str | None, h):
