@@ -10,7 +10,7 @@ $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e '.[test,embedded]'
+	$(PY) -m pip install -q -e '.[test,embedded,ray]'
 	touch $@
 
 install: $(VENV)/.installed

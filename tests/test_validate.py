@@ -231,12 +231,12 @@ def test_rank_and_layers_show_the_domain_forecast(run_cli, image_folder, resnet_
 def test_top_picks_add_the_cut_rank_chose(resnet_id):
     from advisor.validation.finetune import defrost
     from advisor.models.sources import ResolveContext, resolve_model
-    from advisor.validation.validate import _prepare
+    from advisor.validation.validate import prepare_model
 
     resolved = resolve_model(resnet_id, ResolveContext(offline=True))
-    _, _, default = _prepare(resnet_id, resolved, None, defrost())
-    _, _, with_ranked = _prepare(resnet_id, resolved, None, defrost(), ranked_cut="act1")
-    _, _, explicit = _prepare(resnet_id, resolved, ["layer4"], defrost(), ranked_cut="act1")
+    _, _, default = prepare_model(resnet_id, resolved, None, defrost())
+    _, _, with_ranked = prepare_model(resnet_id, resolved, None, defrost(), ranked_cut="act1")
+    _, _, explicit = prepare_model(resnet_id, resolved, ["layer4"], defrost(), ranked_cut="act1")
     assert "act1" not in default and with_ranked == ["act1"] + default and explicit == ["layer4"]
 
 

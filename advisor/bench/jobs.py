@@ -226,9 +226,22 @@ def _init_worker(threads: int) -> None:
     os.environ["ADVISOR_THREADS"] = str(threads)
 
 
-def execute(jobs: list[Job], workers: int = 1) -> Iterator[dict]:
+def execute(jobs: list[Job], workers: int = 1, executor=None, log=lambda m: None) -> Iterator[dict]:
     """Records of ``jobs`` as they finish: in this process for ``workers == 1``, else in ``workers``
-    spawned processes with ``cores // workers`` torch threads each. Only the caller stores results."""
+    spawned processes with ``cores // workers`` torch threads each, or (``executor``, a started
+    :class:`advisor.scale.executor.RayExecutor`) one Ray task per job, a GPU each for cuda jobs when the
+    cluster has GPUs. A Ray job that fails or is lost is logged and left out (a rerun tries it again).
+    Only the caller stores results."""
+    if executor is not None and jobs:
+        from advisor.scale.executor import TaskLost
+
+        gpus = 1 if any(j.device.startswith("cuda") for j in jobs) and executor.gpus >= 1 else 0
+        for key, rec in executor.run(run_job, [(j.key, (j,)) for j in jobs], num_gpus=gpus):
+            if isinstance(rec, TaskLost):
+                log(f"run {key} failed on Ray, left for a rerun: {rec.reason}")
+                continue
+            yield rec
+        return
     if workers <= 1 or len(jobs) <= 1:
         for job in jobs:
             yield run_job(job)

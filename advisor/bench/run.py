@@ -187,13 +187,13 @@ def load_cells(cfg: Config) -> list[dict]:
 
 
 def bench(cfg: Config, *, report_only: bool = False, device: str | None = None, workers: int = 1,
-          runs_csv: str | Path | None = RUNS_CSV, log=lambda m: None) -> list[dict]:
+          runs_csv: str | Path | None = RUNS_CSV, log=lambda m: None, executor=None) -> list[dict]:
     """All evidence cells of ``cfg``: computed (finished runs reused) or, with ``report_only``, read back.
 
     Order: import the runs CSV into the cache; plan every run (models built once, no training);
     score every model on every target (a thread of this process) while the runs not done yet go to
-    ``workers`` processes, each record stored as it arrives (CSV line, then its DuckDB transaction); assemble
-    and store one evidence cell per (model, target)."""
+    ``workers`` processes (or, with ``executor``, Ray tasks), each record stored as it arrives (CSV line, then
+    its DuckDB transaction); assemble and store one evidence cell per (model, target)."""
     if report_only:
         return load_cells(cfg)
     from advisor.validation.validate import pick_device
@@ -227,8 +227,9 @@ def bench(cfg: Config, *, report_only: bool = False, device: str | None = None, 
         if not any(j.key not in recs for j in cp.jobs):
             log(f"{model_name(cp.info.model_id)} on {target_name(cp.parts.spec)}: all {len(cp.jobs)} runs cached")
     if todo:
-        log(f"{len(todo)} runs to do ({len(plan.jobs) - len(todo)} of {len(plan.jobs)} cached), {workers} worker(s)")
-    for rec in execute(todo, workers):
+        log(f"{len(todo)} runs to do ({len(plan.jobs) - len(todo)} of {len(plan.jobs)} cached), "
+            + ("one Ray task each" if executor is not None else f"{workers} worker(s)"))
+    for rec in execute(todo, workers, executor, log):
         if runs_csv is not None:
             append_run(runs_csv, rec)  # first: a crash before the DuckDB commit still leaves the portable record
         store_run(rec)

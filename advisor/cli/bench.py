@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 
+from advisor.cli import options as opt
 from advisor.cli.app import app
 from advisor.cli.output import ProgressBars, info, out
 from advisor.cli.common import split_models as _split
@@ -82,6 +83,8 @@ def bench(
     report_only: bool = typer.Option(False, "--report-only", help="Rebuild the CSV and report from the cache; train and score nothing."),
     weights_dir: Path | None = typer.Option(None, envvar="ADVISOR_WEIGHTS_DIR", help="Folder mirroring model weights (default: <shared>/models)."),
     device: str | None = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
+    executor: opt.Executor = "serial",
+    ray_address: opt.RayAddress = None,
 ) -> None:
     """Fine-tune every model on every target (lr grid x seeds), defrost at a few cuts, probe linearly, score every estimator; write the ground-truth CSV and bench_report.md."""
     from advisor.bench.config import config_workers, load_config, parse_workers
@@ -98,8 +101,11 @@ def bench(
     if plan:
         out.print(run_plan(cfg, workers=n_workers, device=device, runs_csv=runs_csv, log=info), highlight=False, soft_wrap=True)
         return
-    with ProgressBars() as bars:
-        cells = run_bench(cfg, report_only=report_only, device=device, workers=n_workers, runs_csv=runs_csv, log=_bench_log(bars))
+    from advisor.scale.executor import started
+
+    with started("serial" if report_only else executor, None if report_only else ray_address) as ex, ProgressBars() as bars:
+        cells = run_bench(cfg, report_only=report_only, device=device, workers=n_workers, runs_csv=runs_csv, log=_bench_log(bars),
+                          executor=ex)
     csv_path = write_ground_truth(cells, cfg.settings, ground_truth)
     argv = [a for a in sys.argv[1:] if a != "--report-only"] if Path(sys.argv[0]).name == "advisor" else []
     command = "advisor " + " ".join(shlex.quote(a) for a in argv) if argv else "advisor bench (same options)"

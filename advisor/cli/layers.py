@@ -48,26 +48,31 @@ def layers(
     refresh: opt.Refresh = [],  # noqa: B006 - Typer reads the default; never mutated
     report: Optional[Path] = typer.Option(None, "--report", help="Also write the table, settings, versions and the profile plot to this markdown file (PNG beside it)."),
     snippet: bool = decision_cli.SnippetOption,
+    executor: opt.Executor = "serial",
+    ray_address: opt.RayAddress = None,
 ) -> None:
     """Score every cut of MODEL on PROBE and recommend the cut to freeze up to."""
     from advisor.ranking.layers import layers as run_layers
     from advisor.ranking.layers import plot as draw
     from advisor.models.listing import expand_model_id
 
-    model = expand_model_id(model, weights_dir)  # a glob matching one available model is that model
-    with ProgressBars() as bars:
-        profile = run_layers(model, probe, estimator or None, reference=reference, split=split, max_images=max_images,
-                             seed=seed, img_size=img_size, batch_size=batch_size, weights_dir=weights_dir, progress=bars.callbacks(),
-                             refresh=split_models(refresh))
-    measured = None
-    if validate:
-        from advisor.validation.validate import validate as run_validate
+    from advisor.scale.executor import started
 
+    model = expand_model_id(model, weights_dir)  # a glob matching one available model is that model
+    measured = None
+    with started(executor, ray_address) as ex:
         with ProgressBars() as bars:
-            res = run_validate(probe, [model], epochs=epochs, repeats=repeats, seed=seed, max_images=max_images,
-                               estimators=profile.estimators, weights_dir=weights_dir, log=info, progress=bars.callbacks(),
-                               warn=bars.callbacks().warn)
-        measured = res.profile(model)
+            profile = run_layers(model, probe, estimator or None, reference=reference, split=split, max_images=max_images,
+                                 seed=seed, img_size=img_size, batch_size=batch_size, weights_dir=weights_dir, progress=bars.callbacks(),
+                                 refresh=split_models(refresh), executor=ex)
+        if validate:
+            from advisor.validation.validate import validate as run_validate
+
+            with ProgressBars() as bars:
+                res = run_validate(probe, [model], epochs=epochs, repeats=repeats, seed=seed, max_images=max_images,
+                                   estimators=profile.estimators, weights_dir=weights_dir, log=info, progress=bars.callbacks(),
+                                   warn=bars.callbacks().warn, executor=ex)
+            measured = res.profile(model)
     lines = []
     if show_domain:
         from advisor.cli.domain import forecast_lines

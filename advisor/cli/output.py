@@ -164,6 +164,12 @@ class ProgressBars:
         if line:
             info(f"{base}: {line}")
 
+    def unit_done(self, label: str, cached: bool | None) -> None:
+        """One unit of a :meth:`start_counter` bar finished: advance it and say so (failures are reported later)."""
+        self.advance(1)
+        if cached is not None and (line := _STEPS[""][2 if cached else 1]):
+            info(f"{label}: {line}")
+
     def close(self) -> None:
         self.stop_task()
         self.bar.stop()
@@ -179,7 +185,8 @@ class ProgressBars:
         from advisor.ranking.progress import Progress
 
         return Progress(start_model=self.start, advance=self.advance, end_model=self.end, warn=warn,
-                        plan=self.plan, resolved=lambda model_id, resolved: detail(weights_line(model_id, resolved)))
+                        plan=self.plan, resolved=lambda model_id, resolved: detail(weights_line(model_id, resolved)),
+                        units=self.start_counter, unit_done=self.unit_done)
 
 
 @contextmanager

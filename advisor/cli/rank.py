@@ -58,6 +58,8 @@ def rank(
     refresh: opt.Refresh = [],  # noqa: B006 - Typer reads the default; never mutated
     report: Path | None = typer.Option(None, "--report", help="Also write the table, settings, versions and a score chart to this markdown file (PNG beside it)."),
     snippet: bool = decision_cli.SnippetOption,
+    executor: opt.Executor = "serial",
+    ray_address: opt.RayAddress = None,
 ) -> None:
     """Rank candidate models (and the best cut of each) by transferability to PROBE."""
     from advisor.ranking.ranking import rank as run_rank
@@ -66,10 +68,12 @@ def rank(
         raise AdvisorError("--json and --csv cannot be combined (both print the rows on stdout)",
                            "pass one of them: --json for JSON, --csv for CSV")
 
-    with ProgressBars() as bars:
+    from advisor.scale.executor import started
+
+    with started(executor, ray_address) as ex, ProgressBars() as bars:
         result = run_rank(probe, model_ids_option(models, weights_dir) or None, estimator or None, reference=reference, split=split, max_images=max_images,
                           seed=seed, img_size=img_size, batch_size=batch_size, weights_dir=weights_dir, progress=bars.callbacks(),
-                          refresh=split_models(refresh))
+                          refresh=split_models(refresh), executor=ex)
     lines = []
     if show_domain:
         from advisor.cli.domain import forecast_lines

@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from advisor.cli import reporting
+from advisor.cli import options as opt
 from advisor.cli.app import app
 from advisor.cli.output import ProgressBars, fmt, info, out, print_json, warn
 from advisor.cli.common import split_models as _split
@@ -41,18 +42,21 @@ def validate(
     estimator: list[str] = typer.Option([], "--estimator", "-e", help="Estimators to check against the measurements (default: rank's)."),
     weights_dir: Path | None = typer.Option(None, envvar="ADVISOR_WEIGHTS_DIR", help="Folder mirroring model weights."),
     device: str | None = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
+    executor: opt.Executor = "serial",
+    ray_address: opt.RayAddress = None,
     plot: Path | None = typer.Option(None, help="Write the defrosting profile(s) to this PNG."),
     as_json: bool = typer.Option(False, "--json", help="Print runs and agreement as JSON on stdout."),
     report: Path | None = typer.Option(None, "--report", help="Also write the table, settings, versions and the profile plot to this markdown file (PNG beside it)."),
 ) -> None:
     """Fine-tune the top picks briefly and report measured accuracy per cut, T_FB (distance of the fine-tuned weights from a random init ÷ their distance from the pretrained start; Chen et al. 2022) and each estimator's weighted τ."""
+    from advisor.scale.executor import started
     from advisor.validation.validate import validate as run_validate
 
-    with ProgressBars() as bars:
+    with started(executor, ray_address) as ex, ProgressBars() as bars:
         result = run_validate(probe, model_ids_option(models, weights_dir) or None, top=top, cuts=_split(cuts) or None, protocol=protocol, epochs=epochs,
                               lr=lr, freeze=freeze, repeats=repeats, seed=seed, max_images=max_images, batch_size=batch_size,
                               estimators=estimator or None, weights_dir=weights_dir, device=device, log=info,
-                              progress=bars.callbacks(), warn=warn)
+                              progress=bars.callbacks(), warn=warn, executor=ex)
     if plot is not None:
         from advisor.validation.plots import plot_profiles
 

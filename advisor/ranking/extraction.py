@@ -76,40 +76,41 @@ def _set_threads() -> None:
         torch.set_num_threads(int(os.environ["ADVISOR_THREADS"]))
 
 
-def model_features(
-    model_id: str,
-    probe: Probe,
-    decoded: Decoded,
-    *,
-    ctx: ResolveContext,
-    img_size: int | None = None,
-    batch_size: int = 32,
-    progress: Progress,
-    resolved: Resolved | None = None,
-    build=None,
-    refresh: bool = False,
-) -> tuple[ModelFeatures, Probe]:
-    """Features of every cut of one model on the probe: from the cache, else (or with ``refresh``)
-    extracted and stored.
-
-    ``resolved``/``build(probe, images) -> LoadedModel`` replace resolving the id and loading its
-    weights (the scratch reference trains its network instead)."""
-    resolved = resolved or model_step(model_id, resolve_model, model_id, ctx)
+def cached_features(model_id: str, resolved: Resolved, probe: Probe, img_size: int | None, build=None) -> ModelFeatures | None:
+    """The model's features on the probe from the cache (every cut, from one earlier extraction), or None."""
     fp = resolved.fingerprint
-    if not refresh and db.cache_path().exists() and Validated.done(probe):
-        with db.connect(read_only=True) as con:
-            meta = artifacts.cached_model(con, fp)
-            if meta is not None:
-                data_config, cuts, _ = meta
-                ph = preproc_hash(_sized(data_config, img_size))
-                seconds = artifacts.extraction_seconds(con, fp, probe.hash, ph, len(probe))
-                if seconds is not None:
-                    feats, logits = artifacts.load_features(con, fp, probe.hash, ph)
-                    progress.end_model(model_id, True)
-                    return ModelFeatures(model_id, resolved, cuts, feats, logits, seconds, True, ph, build), probe
+    if not db.cache_path().exists() or not Validated.done(probe):
+        return None
+    with db.connect(read_only=True) as con:
+        meta = artifacts.cached_model(con, fp)
+        if meta is None:
+            return None
+        data_config, cuts, _ = meta
+        ph = preproc_hash(_sized(data_config, img_size))
+        seconds = artifacts.extraction_seconds(con, fp, probe.hash, ph, len(probe))
+        if seconds is None:
+            return None
+        feats, logits = artifacts.load_features(con, fp, probe.hash, ph)
+    return ModelFeatures(model_id, resolved, cuts, feats, logits, seconds, True, ph, build)
 
-    from advisor.ranking.features import cut_names, extract
+
+@dataclass
+class Extracted:
+    """What :func:`extract_features` computed and :func:`store_features` writes (the cache rows of one model)."""
+
+    features: ModelFeatures
+    probe: Probe
+    model_config: dict  # the model's own preprocessing (stored with the model row)
+    data_config: dict  # what the features were extracted with
+    num_classes: int
+
+
+def extract_features(model_id: str, resolved: Resolved, probe: Probe, decoded: Decoded, *, img_size: int | None = None,
+                     batch_size: int = 32, progress: Progress, build=None) -> Extracted:
+    """Build the model and extract every cut on the probe in one pass; touches no cache (a Ray worker
+    runs it: :mod:`advisor.scale`). Raises :class:`ModelFailed` (non-finite features included)."""
     from advisor.models.loading import build_model
+    from advisor.ranking.features import cut_names, extract
 
     _set_threads()
     probe, images = decoded.get(probe)
@@ -124,30 +125,68 @@ def model_features(
                           f"{' ...' if len(bad) > 3 else ''}",
                           "its weights hold NaN/inf or overflow on these inputs: check the weights file and its preprocessing")
     ph = preproc_hash(loaded.data_config)
-    with db.transaction() as con:
-        artifacts.store_model(con, fp, model_id, resolved, loaded.native_config or loaded.data_config, cuts,
-                              int(getattr(loaded.module, "num_classes", 0) or 0))
-        artifacts.store_features(con, fp, probe.hash, ph, cuts, ex.features, ex.logits, loaded.data_config, len(probe), ex.seconds)
-    progress.end_model(model_id, False)
-    return ModelFeatures(model_id, resolved, cuts, ex.features, ex.logits, ex.seconds, False, ph, build), probe
+    mf = ModelFeatures(model_id, resolved, cuts, ex.features, ex.logits, ex.seconds, False, ph, build)
+    return Extracted(mf, probe, loaded.native_config or loaded.data_config, loaded.data_config,
+                     int(getattr(loaded.module, "num_classes", 0) or 0))
 
+
+def store_features(con, e: Extracted) -> None:
+    """Write one model's extraction (its model row and features) with the open transaction ``con``."""
+    mf = e.features
+    artifacts.store_model(con, mf.resolved.fingerprint, mf.model_id, mf.resolved, e.model_config, mf.cuts, e.num_classes)
+    artifacts.store_features(con, mf.resolved.fingerprint, e.probe.hash, mf.preproc_hash, mf.cuts, mf.features, mf.logits,
+                             e.data_config, len(e.probe), mf.extract_seconds)
+
+
+def model_features(
+    model_id: str,
+    probe: Probe,
+    decoded: Decoded,
+    *,
+    ctx: ResolveContext,
+    img_size: int | None = None,
+    batch_size: int = 32,
+    progress: Progress,
+    resolved: Resolved | None = None,
+    build=None,
+    refresh: bool = False,
+) -> tuple[ModelFeatures, Probe]:
+    """Features of every cut of one model on the probe: from the cache, else (or with ``refresh``)
+    extracted and stored (one transaction).
+
+    ``resolved``/``build(probe, images) -> LoadedModel`` replace resolving the id and loading its
+    weights (the scratch reference trains its network instead)."""
+    resolved = resolved or model_step(model_id, resolve_model, model_id, ctx)
+    if not refresh and (mf := cached_features(model_id, resolved, probe, img_size, build)) is not None:
+        progress.end_model(model_id, True)
+        return mf, probe
+    e = extract_features(model_id, resolved, probe, decoded, img_size=img_size, batch_size=batch_size, progress=progress, build=build)
+    with db.transaction() as con:
+        store_features(con, e)
+    progress.end_model(model_id, False)
+    return e.features, e.probe
 
 
 ATTRIBUTION_GRID = 16  # node vectors: Gradient×Input summed over channels, pooled to 16×16
 
 
-def model_attributions(mf: ModelFeatures, probe: Probe, decoded: Decoded, *, img_size: int | None, batch_size: int,
-                       progress: Progress, refresh: bool = False) -> dict[str, np.ndarray]:
-    """DEPARA node attributions of every cut (Song et al. 2020 eq. 3) on the probe: cached, else
-    (or with ``refresh``) computed."""
+def cached_attributions(mf: ModelFeatures, probe: Probe) -> dict[str, np.ndarray] | None:
+    """The model's DEPARA attributions on the probe from the cache, or None."""
     fp, ph = mf.resolved.fingerprint, mf.preproc_hash
-    if not refresh:
-        with db.connect(read_only=True) as con:
-            if artifacts.attribution_images(con, fp, probe.hash, ph, ATTRIBUTION_GRID) == len(probe):
-                return artifacts.load_attributions(con, fp, probe.hash, ph)
+    if not db.cache_path().exists():
+        return None
+    with db.connect(read_only=True) as con:
+        if artifacts.attribution_images(con, fp, probe.hash, ph, ATTRIBUTION_GRID) == len(probe):
+            return artifacts.load_attributions(con, fp, probe.hash, ph)
+    return None
+
+
+def compute_attributions(mf: ModelFeatures, probe: Probe, decoded: Decoded, *, img_size: int | None, batch_size: int,
+                         progress: Progress) -> tuple[dict[str, np.ndarray], float]:
+    """DEPARA node attributions of every cut (Song et al. 2020 eq. 3) and their seconds; touches no cache."""
+    from advisor.models.loading import build_model
     from advisor.ranking.attributions import probe_attributions
     from advisor.ranking.features import probe_batches
-    from advisor.models.loading import build_model
 
     _set_threads()
     probe, images = decoded.get(probe)
@@ -157,12 +196,24 @@ def model_attributions(mf: ModelFeatures, probe: Probe, decoded: Decoded, *, img
     sized, images = decoded.for_model(probe, images, loaded.data_config)
     batches = probe_batches(loaded, sized, batch_size=batch_size, images=images)
     attrs = model_step(mf.model_id, probe_attributions, loaded.module, _counting(batches, progress.advance), grid=ATTRIBUTION_GRID)
-    seconds = time.perf_counter() - t0
+    return attrs, time.perf_counter() - t0
+
+
+def store_attributions(con, mf: ModelFeatures, probe: Probe, attrs: dict[str, np.ndarray], seconds: float) -> None:
+    artifacts.store_attributions(con, mf.resolved.fingerprint, probe.hash, mf.preproc_hash, ATTRIBUTION_GRID, attrs, len(probe), seconds)
+
+
+def model_attributions(mf: ModelFeatures, probe: Probe, decoded: Decoded, *, img_size: int | None, batch_size: int,
+                       progress: Progress, refresh: bool = False) -> dict[str, np.ndarray]:
+    """DEPARA node attributions of every cut (Song et al. 2020 eq. 3) on the probe: cached, else
+    (or with ``refresh``) computed and stored."""
+    if not refresh and (attrs := cached_attributions(mf, probe)) is not None:
+        return attrs
+    attrs, seconds = compute_attributions(mf, probe, decoded, img_size=img_size, batch_size=batch_size, progress=progress)
     with db.transaction() as con:
-        artifacts.store_attributions(con, fp, probe.hash, ph, ATTRIBUTION_GRID, attrs, len(probe), seconds)
+        store_attributions(con, mf, probe, attrs, seconds)
     progress.end_model(f"{mf.model_id} (attributions)", False)
     return attrs
-
 
 
 def _counting(batches, advance):

@@ -19,3 +19,5 @@ class Progress:
     warn: Callable[[str], None] = lambda msg: print(f"warning: {msg}", file=sys.stderr)
     plan: Callable[[list[str]], None] = lambda model_ids: None  # the models about to be processed, in order
     resolved: Callable[[str, Resolved], None] = lambda model_id, resolved: None  # where a model's weights were found
+    units: Callable[[str, int], None] = lambda description, total: None  # a counter of units run elsewhere (Ray tasks)
+    unit_done: Callable[[str, bool | None], None] = lambda unit, cached: None  # one finished (cached: from the cache; None: failed)

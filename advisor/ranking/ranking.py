@@ -92,6 +92,7 @@ def rank(
     progress: Progress | None = None,
     command: str = "rank",
     refresh: list[str] | tuple[str, ...] = (),
+    executor=None,
 ) -> RankResult:
     """Rank candidate ``models`` on ``probe`` with ``estimators``; the CLI's ``advisor rank``.
 
@@ -101,6 +102,8 @@ def rank(
     are what ``advisor rank --json`` prints; ``cut_scores`` holds every (model, cut, estimator).
     ``refresh`` names models (their features, attributions and scores) and estimators (their scores)
     to recompute instead of reading from the cache, or ``all``; the new results replace the cached ones.
+    ``executor``: None runs every model here; a started :class:`advisor.scale.executor.RayExecutor`
+    runs each uncached model as a Ray task (:mod:`advisor.scale.rank`), with the same results.
     """
     from advisor.ranking.reference import label_reference, model_reference, parse_reference
 
@@ -139,9 +142,11 @@ def rank(
         progress.resolved(ref_model, resolve_model(ref_model, ctx))
     failed: dict[str, str] = {}
     last_error: AdvisorError | None = None
+    resolved = {}
     for model_id in models:
         try:
-            progress.resolved(model_id, model_step(model_id, resolve_model, model_id, ctx))
+            resolved[model_id] = model_step(model_id, resolve_model, model_id, ctx)
+            progress.resolved(model_id, resolved[model_id])
         except ModelFailed as exc:
             failed[model_id] = str(exc)
             last_error = exc
@@ -177,25 +182,37 @@ def rank(
             ref = model_reference(ref_model, ref_cut, rmf.resolved.fingerprint, rmf.features, rmf.cuts, rattr)
             if ref_kind == "scratch":
                 ref.label = f"scratch ({rmf.resolved.pretrain})"
-        for model_id in models:
-            if model_id in failed:
-                continue
-            try:  # one model failing (weights, architecture, forward pass) loses only its own rows
-                fresh = model_id in refresh_models
-                mf, probe = model_features(model_id, probe, decoded, ctx=ctx, **opts, refresh=fresh)
-                if ref_kind == "labels" and ref is None:
-                    ref = label_reference(probe)  # after the first model: unreadable images are dropped by then
-                attrs = model_attributions(mf, probe, decoded, **opts, refresh=fresh) if "attributions" in needs else None
-            except ModelFailed as exc:
-                failed[model_id] = str(exc)
-                last_error = exc
-                continue
-            inputs = {"logits": mf.logits, "reference": None if ref is None else ref.features,
-                      "reference_attributions": None if ref is None else ref.attributions, "attributions": attrs}
-            mf.inputs = inputs
-            feats.append(mf)
-            cut_scores += score_model(mf, probe, ests, inputs, "" if ref is None else ref.key,
-                                      refresh={e.name for e in ests} if model_id in refresh_models else refresh_ests)
+        if executor is not None:
+            from advisor.scale.rank import rank_models
+
+            if ref_kind == "labels" and ref is None:
+                ref = label_reference(probe)
+            feats, cut_scores, lost, probe = rank_models(
+                executor, [m for m in models if m not in failed], resolved, probe, decoded, estimators=ests, reference=ref,
+                img_size=img_size, batch_size=batch_size, progress=progress, refresh_models=refresh_models,
+                refresh_ests=refresh_ests, needs_attributions="attributions" in needs)
+            for model_id, exc in lost.items():
+                failed[model_id], last_error = str(exc), exc
+        else:
+            for model_id in models:
+                if model_id in failed:
+                    continue
+                try:  # one model failing (weights, architecture, forward pass) loses only its own rows
+                    fresh = model_id in refresh_models
+                    mf, probe = model_features(model_id, probe, decoded, ctx=ctx, **opts, refresh=fresh)
+                    if ref_kind == "labels" and ref is None:
+                        ref = label_reference(probe)  # after the first model: unreadable images are dropped by then
+                    attrs = model_attributions(mf, probe, decoded, **opts, refresh=fresh) if "attributions" in needs else None
+                except ModelFailed as exc:
+                    failed[model_id] = str(exc)
+                    last_error = exc
+                    continue
+                inputs = {"logits": mf.logits, "reference": None if ref is None else ref.features,
+                          "reference_attributions": None if ref is None else ref.attributions, "attributions": attrs}
+                mf.inputs = inputs
+                feats.append(mf)
+                cut_scores += score_model(mf, probe, ests, inputs, "" if ref is None else ref.key,
+                                          refresh={e.name for e in ests} if model_id in refresh_models else refresh_ests)
         if not feats:
             raise _none_ranked(models, failed, last_error)
         failed = {m: failed[m] for m in models if m in failed}

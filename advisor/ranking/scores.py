@@ -4,6 +4,7 @@ the best cut per (model, estimator) with the models ranked."""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from advisor.data.probe import Probe
 from advisor.estimators import Estimator, safe_score
@@ -12,19 +13,29 @@ from advisor.ranking.features import PRE_LOGITS
 from advisor.store import artifacts, db
 
 
-def score_model(mf: ModelFeatures, probe: Probe, estimators: list[Estimator], inputs: dict, reference_key: str,
-                refresh: set[str] | frozenset[str] = frozenset()) -> list[dict]:
-    """Every estimator at every cut of one model; cached scores are reused (except the estimators
-    named in ``refresh``, recomputed: their new scores replace the cached ones, and a cached score
-    whose recomputation fails is deleted), new ones stored.
+def cached_scores(mf: ModelFeatures, probe: Probe) -> dict:
+    """The cached scores of one model on the probe: (estimator, version, reference key, cut) → (score, seconds)."""
+    if not db.cache_path().exists():
+        return {}
+    with db.connect(read_only=True) as con:
+        return artifacts.load_scores(con, mf.resolved.fingerprint, probe.hash, mf.preproc_hash)
 
-    ``inputs`` holds what estimators may need: ``logits``, ``reference``,
-    ``reference_attributions`` and per-cut ``attributions`` (a dict cut → array)."""
+
+@dataclass
+class Scored:
+    """:func:`compute_scores`' result: ``rows`` (one per estimator × cut, as :func:`score_model` returns
+    them), and the cache rows to write (``new``) and to delete (``stale``) with :func:`store_scores`."""
+
+    rows: list[dict]
+    new: list[list]
+    stale: list[list]
+
+
+def compute_scores(mf: ModelFeatures, probe: Probe, estimators: list[Estimator], inputs: dict, reference_key: str,
+                   cached: dict, refresh: set[str] | frozenset[str] = frozenset()) -> Scored:
+    """Every estimator at every cut of one model, the ``cached`` ones (:func:`cached_scores`) reused
+    unless named in ``refresh``; touches no cache (a Ray worker runs it: :mod:`advisor.scale`)."""
     fp, ph = mf.resolved.fingerprint, mf.preproc_hash
-    cached: dict[tuple[str, str, str, str], tuple[float, float]] = {}
-    if db.cache_path().exists():
-        with db.connect(read_only=True) as con:
-            cached = artifacts.load_scores(con, fp, probe.hash, ph)
     out, new, stale = [], [], []
     for est in estimators:
         ref_key = reference_key if "reference" in est.needs else ""
@@ -43,11 +54,28 @@ def score_model(mf: ModelFeatures, probe: Probe, estimators: list[Estimator], in
                 elif (est.name, est.version, ref_key, cut) in cached:
                     stale.append([est.name, est.version, ref_key, fp, probe.hash, ph, cut])
             out.append({"model": mf.model_id, "cut": cut, "estimator": est.name, "score": score, "error": error, "seconds": secs})
-    if new or stale:
-        with db.transaction() as con:
-            artifacts.store_scores(con, new, stale)
-    return out
+    return Scored(out, new, stale)
 
+
+def store_scores(con, scored: Scored) -> None:
+    """Write :func:`compute_scores`' new scores and delete its stale ones with the open transaction ``con``."""
+    if scored.new or scored.stale:
+        artifacts.store_scores(con, scored.new, scored.stale)
+
+
+def score_model(mf: ModelFeatures, probe: Probe, estimators: list[Estimator], inputs: dict, reference_key: str,
+                refresh: set[str] | frozenset[str] = frozenset()) -> list[dict]:
+    """Every estimator at every cut of one model; cached scores are reused (except the estimators
+    named in ``refresh``, recomputed: their new scores replace the cached ones, and a cached score
+    whose recomputation fails is deleted), new ones stored.
+
+    ``inputs`` holds what estimators may need: ``logits``, ``reference``,
+    ``reference_attributions`` and per-cut ``attributions`` (a dict cut → array)."""
+    scored = compute_scores(mf, probe, estimators, inputs, reference_key, cached_scores(mf, probe), refresh)
+    if scored.new or scored.stale:
+        with db.transaction() as con:
+            store_scores(con, scored)
+    return scored.rows
 
 
 def best_rows(cut_scores: list[dict], estimators: list[Estimator], models: list[ModelFeatures], probe: Probe,

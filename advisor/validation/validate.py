@@ -105,12 +105,15 @@ def validate(
     log=lambda msg: None,
     warn=None,
     progress=None,
+    executor=None,
 ) -> ValidationResult:
     """Validate ``models`` (or the ``top`` picks of the last ``rank``) at ``cuts`` on ``spec``.
 
     ``log(msg)`` gets progress lines, ``warn(msg)`` warnings (default: ``log("warning: ...")``); the
     warnings are also kept in the result's ``warnings``. ``progress`` (an :class:`advisor.ranking.progress.Progress`)
-    is told where each model's weights were found and follows the fine-tunes (one step per run)."""
+    is told where each model's weights were found and follows the fine-tunes (one step per run).
+    ``executor``: a started :class:`advisor.scale.executor.RayExecutor` runs each uncached run as a Ray
+    task (a GPU each when the cluster has GPUs and ``device`` is cuda); this process stores them."""
     from advisor.validation import finetune as ft
     from advisor.data.small_samples import held_out_note, taken_note, top_note
 
@@ -156,7 +159,7 @@ def validate(
     proto = ft.defrost(epochs=epochs, lr=lr or 0.1, batch_size=batch_size) if protocol == "defrost" else \
         replace(ft.finetune(per_class, epochs=epochs, freeze=freeze, batch_size=batch_size), **({"lr": lr} if lr else {}))
     # Build every model and check its cuts and split before any training: bad input fails fast.
-    prepared = {m: _prepare(m, resolved[m], cuts, proto, best_cut) for m, best_cut in picks}
+    prepared = {m: prepare_model(m, resolved[m], cuts, proto, best_cut) for m, best_cut in picks}
     for note in pending:
         _warn(note)
     log(f"probe: {split_note}; protocol {proto.name} {proto.as_dict()}; device {dev}")
@@ -169,7 +172,7 @@ def validate(
         rows: list[ValidationRow] = []
         for model_id, _best_cut in picks:
             rows += _validate_model(model_id, resolved[model_id], *prepared[model_id], train, val, proto, repeats, seed, dev, log,
-                                    progress=progress)
+                                    progress=progress, executor=executor)
         agreement = close_the_loop(spec, train, rows, estimators, ctx, log, _warn, progress=progress)
         weights = {m: weights_record(resolved[m]) for m, _ in picks}
         result = ValidationResult(rows, train, val, split_note, agreement, dev, notes, versions(), weights, run_id)
@@ -181,7 +184,7 @@ def validate(
     return result
 
 
-def _prepare(model_id, resolved, cuts, proto, ranked_cut: str | None = None):
+def prepare_model(model_id, resolved, cuts, proto, ranked_cut: str | None = None):
     """(loaded model, its stages, the cuts to validate), or a one-line error. Without ``cuts``, the
     default range plus the cut the last ``rank`` picked for this model (``ranked_cut``)."""
     import torch
@@ -220,7 +223,8 @@ def preprocess_all(loaded, probe: Probe, what: str, needed_by: str):
     return torch.cat(list(probe_batches(loaded, probe, batch_size=64, images=images)))
 
 
-def _validate_model(model_id, resolved, loaded, st, wanted, train, val, proto, repeats, seed, dev, log, progress=None) -> list[ValidationRow]:
+def _validate_model(model_id, resolved, loaded, st, wanted, train, val, proto, repeats, seed, dev, log, progress=None,
+                    executor=None) -> list[ValidationRow]:
     import torch
 
     from advisor.validation import finetune as ft
@@ -233,6 +237,10 @@ def _validate_model(model_id, resolved, loaded, st, wanted, train, val, proto, r
     if not todo:
         log(f"{model_id}: all {len(keys)} runs cached")
         return _ordered(rows, wanted)
+    if executor is not None:  # one Ray task per run; this process stores each as it finishes
+        from advisor.scale.validate import validate_on_ray
+
+        return _ordered(rows + validate_on_ray(executor, model_id, resolved, todo, keys, train, val, proto, dev, log, progress), wanted)
     step = f"{model_id} (fine-tunes)"
     if progress is not None:
         progress.start_model(step, len(todo))
@@ -249,11 +257,11 @@ def _validate_model(model_id, resolved, loaded, st, wanted, train, val, proto, r
         prefix_s = time.perf_counter() - t0
         for c, s in [t for t in todo if t[0] == cut]:
             if proto.name == "finetune" and s not in theta_r:
-                theta_r[s] = _random_init(resolved, train.num_classes, s)
+                theta_r[s] = random_init(resolved, train.num_classes, s)
             module.load_state_dict(theta_a)  # every run starts from the pretrained weights
             res = ft.train(st, cut, proto, h["train"], y["train"], h["val"], y["val"], seed=s,
                            theta_a=theta_a, theta_r=theta_r.get(s), device=dev)
-            _store(keys[(c, s)], model_id, resolved, train, val, c, proto, s, res, prefix_s, dev)
+            store_run(keys[(c, s)], model_id, resolved, train, val, c, proto, s, res, prefix_s, dev)
             log(f"{model_id} @ {c} seed {s}: {res.status}" + (f", val acc {res.val_acc:.3f} ({res.seconds:.1f} s)" if res.val_acc is not None else f": {res.reason}"))
             rows.append(ValidationRow(model_id, c, proto.name, s, res.status, res.val_acc, res.best_val_acc, res.seconds,
                                       res.tfb_mean, res.reason, False, res.history))
@@ -265,11 +273,34 @@ def _validate_model(model_id, resolved, loaded, st, wanted, train, val, proto, r
     return _ordered(rows, wanted)
 
 
+def train_run(model_id, resolved, cut, seed, train, val, proto, dev):
+    """One validation run from scratch (build, preprocess, frozen prefix, train): what a Ray task does
+    (:mod:`advisor.scale.validate`). Returns ``(RunResult, prefix seconds)``; touches no cache."""
+    import torch
+
+    from advisor.validation import finetune as ft
+
+    loaded, st, _ = prepare_model(model_id, resolved, [cut], proto)
+    module = loaded.module
+    module.reset_classifier(train.num_classes)
+    x = {part: preprocess_all(loaded, p, f"the {part} split", "validation") for part, p in (("train", train), ("val", val))}
+    theta_a = {k: v.detach().clone() for k, v in module.state_dict().items()}
+    frozen = proto.freeze if proto.name == "finetune" else cut
+    t0 = time.perf_counter()
+    h = {part: (ft.prefix_activations(st, x[part], frozen) if frozen else x[part]) for part in x}
+    prefix_s = time.perf_counter() - t0
+    theta_r = random_init(resolved, train.num_classes, seed) if proto.name == "finetune" else None
+    module.load_state_dict(theta_a)
+    res = ft.train(st, cut, proto, h["train"], torch.as_tensor(train.labels), h["val"], torch.as_tensor(val.labels), seed=seed,
+                   theta_a=theta_a, theta_r=theta_r, device=dev)
+    return res, prefix_s
+
+
 def _ordered(rows, cuts):
     return sorted(rows, key=lambda r: (cuts.index(r.cut), r.seed))
 
 
-def _random_init(resolved, num_classes: int, seed: int) -> dict:
+def random_init(resolved, num_classes: int, seed: int) -> dict:
     """θ_r of Chen et al. 2022: the architecture's own random initialisation under ``seed``."""
     import timm
     import torch
@@ -291,7 +322,7 @@ def _row_from_cache(model_id, cut, seed, rec) -> ValidationRow:
     return ValidationRow(model_id, cut, "", seed, status, val_acc, best, seconds, tfb, reason or "", True, json.loads(history or "[]"))
 
 
-def _store(key, model_id, resolved, train, val, cut, proto, seed, res, prefix_s, dev) -> None:
+def store_run(key, model_id, resolved, train, val, cut, proto, seed, res, prefix_s, dev) -> None:
     VALIDATION_RUNS.store({
         "run_key": key, "model_id": model_id, "model_fp": resolved.fingerprint, "probe": train.spec, "train_hash": train.hash,
         "val_hash": val.hash, "cut": cut, "protocol": proto.name, "hyperparams": dumps(proto.as_dict()), "seed": seed,

@@ -1,0 +1,126 @@
+"""Where independent units run: in this process (``serial``, the default) or as Ray tasks (``ray``).
+
+:func:`executor` parses ``--executor`` / ``--ray-address``; :class:`RayExecutor` starts a local Ray
+runtime with this machine's cores, or joins the cluster at ``address`` (``ray start --head`` prints
+it; ``RAY_ADDRESS`` works too), and runs a function over units with :meth:`RayExecutor.run`, yielding
+each unit's outcome as it finishes. A task's own exception is that unit's outcome (not retried: it
+would fail again); a worker that dies (killed, out of memory, its node lost) is retried by Ray up to
+:data:`MAX_RETRIES` times, and after that its unit's outcome is a :class:`TaskLost`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from advisor.errors import AdvisorError
+
+EXECUTORS = ("serial", "ray")
+MAX_RETRIES = 3  # Ray's retries of a task whose worker died (system failures only)
+
+
+@dataclass
+class TaskLost:
+    """A unit whose task could not finish on Ray (its worker died more than :data:`MAX_RETRIES` times,
+    or it raised): ``reason`` is one line."""
+
+    reason: str
+
+
+def executor(name: str | None = "serial", address: str | None = None) -> "RayExecutor | None":
+    """``--executor``/``--ray-address`` as given on the command line: None for serial, else a
+    :class:`RayExecutor` (not started yet). Raises ``AdvisorError`` for an unknown executor, an
+    address without ``--executor ray``, or Ray not installed."""
+    name = (name or "serial").strip().lower()
+    if name not in EXECUTORS:
+        raise AdvisorError(f"unknown executor '{name}'", f"use --executor {' or --executor '.join(EXECUTORS)}")
+    if name == "serial":
+        if address:
+            raise AdvisorError("--ray-address needs --executor ray", f"add --executor ray, or drop --ray-address {address}")
+        return None
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise AdvisorError("--executor ray needs Ray, which is not installed", "pip install 'advisor[ray]' (or pip install ray)") from None
+    return RayExecutor(address=address or None)
+
+
+def started(name: str | None = "serial", address: str | None = None):
+    """A context manager for the CLI: yields None (serial) or a started :class:`RayExecutor`."""
+    from contextlib import nullcontext
+
+    ex = executor(name, address)
+    return nullcontext() if ex is None else ex
+
+
+class RayExecutor:
+    """Runs units as Ray tasks. Use as a context manager: a runtime this object started is shut down
+    at the end; one that was already running (a notebook's ``ray.init()``, a test's) is left alone."""
+
+    def __init__(self, address: str | None = None, num_cpus: int | None = None):
+        self.address = address
+        self.num_cpus = num_cpus
+        self.started = False
+
+    def __enter__(self) -> "RayExecutor":
+        import ray
+
+        if not ray.is_initialized():
+            kwargs = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
+            if self.address:
+                kwargs["address"] = self.address
+            elif not os.environ.get("RAY_ADDRESS"):
+                from advisor.bench.config import cpu_cores
+
+                kwargs["num_cpus"] = self.num_cpus or cpu_cores()
+            try:
+                ray.init(**kwargs)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                where = self.address or os.environ.get("RAY_ADDRESS") or "a local runtime"
+                first = (str(exc).strip().splitlines() or [""])[0][:200]
+                raise AdvisorError(f"could not start or join Ray at {where}: {first}",
+                                   "check --ray-address (`ray status` on the head node prints it), or drop it for a local runtime") from None
+            self.started = True
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.started:
+            import ray
+
+            ray.shutdown()
+            self.started = False
+
+    @property
+    def gpus(self) -> float:
+        import ray
+
+        return float(ray.cluster_resources().get("GPU", 0))
+
+    def put(self, obj):
+        """``obj`` in Ray's object store once; pass the reference as a task argument (resolved there)."""
+        import ray
+
+        return ray.put(obj)
+
+    def run(self, fn: Callable, units: Iterable[tuple[object, tuple]], *, num_gpus: float = 0) -> Iterator[tuple[object, object]]:
+        """``(key, fn(*args))`` for each ``(key, args)`` unit, in the order they finish; a unit whose task
+        raised or was lost gives ``(key, TaskLost(reason))``. One CPU (and ``num_gpus``) per task."""
+        import ray
+        from ray.exceptions import RayError, RayTaskError
+
+        remote = ray.remote(num_cpus=1, num_gpus=num_gpus, max_retries=MAX_RETRIES, retry_exceptions=False)(fn)
+        pending = {remote.remote(*args): key for key, args in units}
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                key = pending.pop(ref)
+                try:
+                    yield key, ray.get(ref)
+                except RayTaskError as exc:
+                    cause = exc.cause if getattr(exc, "cause", None) is not None else exc
+                    first = (str(cause).strip().splitlines() or [""])[0][:300]
+                    yield key, TaskLost(f"{type(cause).__name__}: {first}" if first else type(cause).__name__)
+                except RayError as exc:  # the worker died MAX_RETRIES + 1 times, or its node went away
+                    yield key, TaskLost(f"its Ray worker was lost {MAX_RETRIES + 1} times ({type(exc).__name__}): out of memory, "
+                                        "killed, or its node left the cluster")
