@@ -54,45 +54,69 @@ def extra_models(folder: Path) -> list[str]:
 
 
 class Meter:
-    """Seconds per model of the worker-side functions, and of each cache transaction (driver side)."""
+    """Exclusive seconds (a nested timed region is subtracted from the one around it) of the work a Ray
+    task runs, per model (build + extraction, DEPARA attributions, scoring), of the probe's decoding and
+    of each cache transaction (the driver's part in a Ray run)."""
 
     def __init__(self):
         self.work: dict[str, float] = {}
         self.writes: list[float] = []
+        self.decode = 0.0
+        self.stack: list[float] = []  # seconds of the timed children of each open region
+
+    def _timed(self, fn, record):
+        def wrapper(*a, **kw):
+            self.stack.append(0.0)
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **kw)
+            finally:
+                total = time.perf_counter() - t0
+                own = total - self.stack.pop()
+                if self.stack:
+                    self.stack[-1] += total
+                record(own, *a, **kw)
+        return wrapper
 
     @contextmanager
     def installed(self, work: bool = True):
-        from advisor.ranking import extraction, scores
+        from advisor.ranking import decoding, extraction, scores
         from advisor.store import db
 
-        saved = (extraction.extract_features, extraction.compute_attributions, scores.compute_scores, db.transaction)
+        saved = (extraction.extract_features, extraction.compute_attributions, scores.compute_scores, db.transaction,
+                 decoding.Decoded.get)
 
-        def timed(fn, key_of):
-            def wrapper(*a, **kw):
-                t0 = time.perf_counter()
-                try:
-                    return fn(*a, **kw)
-                finally:
-                    k = key_of(*a, **kw)
-                    self.work[k] = self.work.get(k, 0.0) + time.perf_counter() - t0
-            return wrapper
+        def add_work(own, first, *a, **kw):
+            key = first if isinstance(first, str) else first.model_id
+            self.work[key] = self.work.get(key, 0.0) + own
 
         @contextmanager
         def transaction(*a, **kw):
+            self.stack.append(0.0)
             t0 = time.perf_counter()
-            with saved[3](*a, **kw) as con:
-                yield con
-            self.writes.append(time.perf_counter() - t0)
+            try:
+                with saved[3](*a, **kw) as con:
+                    yield con
+            finally:
+                total = time.perf_counter() - t0
+                self.writes.append(total - self.stack.pop())
+                if self.stack:
+                    self.stack[-1] += total
+
+        def add_decode(own, *a, **kw):
+            self.decode += own
 
         if work:  # in-process only: Ray's workers import their own, untimed copies
-            extraction.extract_features = timed(saved[0], lambda model_id, *a, **kw: model_id)
-            extraction.compute_attributions = timed(saved[1], lambda mf, *a, **kw: mf.model_id)
-            scores.compute_scores = timed(saved[2], lambda mf, *a, **kw: mf.model_id)
+            extraction.extract_features = self._timed(saved[0], add_work)
+            extraction.compute_attributions = self._timed(saved[1], add_work)
+            scores.compute_scores = self._timed(saved[2], add_work)
         db.transaction = transaction
+        decoding.Decoded.get = self._timed(saved[4], add_decode)
         try:
             yield self
         finally:
-            extraction.extract_features, extraction.compute_attributions, scores.compute_scores, db.transaction = saved
+            (extraction.extract_features, extraction.compute_attributions, scores.compute_scores, db.transaction,
+             decoding.Decoded.get) = saved
 
 
 def run(mode: str, probe: str, models: list[str], estimators: list[str] | None, max_images: int, weights_dir: str) -> dict:
@@ -106,7 +130,7 @@ def run(mode: str, probe: str, models: list[str], estimators: list[str] | None, 
         meter = Meter()
         with meter.installed():
             res = rank(probe, models, estimators, max_images=max_images, weights_dir=weights_dir)
-        out = {"wall": time.perf_counter() - t0, "work": meter.work, "writes": meter.writes}
+        out = {"wall": time.perf_counter() - t0, "work": meter.work, "writes": meter.writes, "decode": meter.decode}
     else:
         import ray
 
@@ -118,7 +142,7 @@ def run(mode: str, probe: str, models: list[str], estimators: list[str] | None, 
             res = rank(probe, models, estimators, max_images=max_images, weights_dir=weights_dir, executor=ex)
             t_rank = time.perf_counter() - t0 - t_init
         assert not ray.is_initialized()
-        out = {"wall": time.perf_counter() - t0, "init": t_init, "rank": t_rank, "writes": meter.writes}
+        out = {"wall": time.perf_counter() - t0, "init": t_init, "rank": t_rank, "writes": meter.writes, "decode": meter.decode}
     out["failed"] = dict(res.failed)
     out["order"] = [r["model"] for r in res.top(len(models))]
     out["bytes"] = {m.model_id: sum(f.nbytes for f in m.features.values()) + (0 if m.logits is None else m.logits.nbytes) for m in res.models}
@@ -155,12 +179,13 @@ def main() -> None:
     ray_wall = statistics.median(r["wall"] for r in runs["ray"])
     ray_init = statistics.median(r["init"] for r in runs["ray"])
     ray_rank = statistics.median(r["rank"] for r in runs["ray"])
+    n_units = len(models)
     work = s0["work"]  # per model, in the serial run's process: what one Ray task runs
     c = sorted(work.values())
     sum_c, max_c = sum(c), max(c)
     w_serial = sum(s0["writes"])
     w_ray = sum(r0["writes"])  # one transaction per model (features, attributions and scores together), plus the run's own
-    fixed = max(serial - sum_c - w_serial, 0.0)  # resolve, decode, reference, ranking, decision: the driver's own work
+    fixed = s0["wall"] - sum_c - w_serial  # resolve, decode and check the probe, reference, ranking: the driver's own work
     p1 = max(ray_rank - fixed - w_ray, 0.0)  # the tasks' work on one node of this machine, as Ray ran it
     mb = statistics.mean(s0["bytes"].values()) / 1e6
     n_star = p1 / w_ray if w_ray else float("inf")
@@ -198,7 +223,8 @@ def main() -> None:
         f"median {statistics.median(c):.1f} s, max {max_c:.1f} s, total {sum_c:.1f} s.",
         f"- The driver's cache writes: serial {len(s0['writes'])} transactions, {w_serial:.2f} s; Ray {len(r0['writes'])} transactions "
         f"(one per model), {w_ray:.2f} s, {w_ray / n_units * 1000:.0f} ms per model.",
-        f"- The driver's own work (resolve, decode and check the probe, the reference, ranking, decision): {fixed:.1f} s.",
+        f"- The driver's own work (resolve the ids, decode and check the probe, the reference, best cuts and ranking): {fixed:.1f} s, "
+        f"of which decoding the probe {s0['decode']:.1f} s.",
         f"- Task work on one node as Ray ran it: P1 = Ray's rank time − driver work − writes = {p1:.1f} s.",
         f"- Features shipped back to the driver per model: {mb:.1f} MB on average (every cut, float32, {args.max_images} images).",
         "",
