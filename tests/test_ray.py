@@ -206,3 +206,16 @@ def test_bench_on_ray_records_the_serial_runs(local_ray, tmp_path, monkeypatch, 
     assert recs["serial"].keys() == recs["ray"].keys() and len(recs["serial"]) == 3  # probe, fine-tune, defrost
     for k, r in recs["serial"].items():
         assert r["test_acc"] == recs["ray"][k]["test_acc"] and r["final_train_loss"] == pytest.approx(recs["ray"][k]["final_train_loss"], rel=1e-4)
+
+
+@pytest.mark.parametrize("address, message", [
+    ("nonsense", "Ray address 'nonsense' is not HOST:PORT"),
+    ("127.0.0.1:1", "no Ray cluster answers at 127.0.0.1:1"),
+])
+def test_an_address_without_a_cluster_is_one_line_within_seconds(run_cli, tmp_path, tiny_weights, address, message):
+    probe = write_images(tmp_path / "probe", {"cat": 6, "dog": 6})
+    model = file_id(tiny_weights["test_resnet"], "test_resnet")
+    t0 = time.perf_counter()
+    result = run_cli("rank", str(probe), "-m", model, "-e", "knn", "--executor", "ray", "--ray-address", address)
+    assert_one_line_error(result, message)
+    assert time.perf_counter() - t0 < 30 and not ray.is_initialized()

@@ -54,6 +54,30 @@ def started(name: str | None = "serial", address: str | None = None):
     return nullcontext() if ex is None else ex
 
 
+CONNECT_TIMEOUT = 5.0  # seconds to reach a cluster's address before Ray's own (minutes-long) retries
+
+
+def check_reachable(address: str) -> None:
+    """A ``HOST:PORT`` address (as ``ray start --head`` prints it) must accept a TCP connection within
+    :data:`CONNECT_TIMEOUT` seconds; ``auto``, ``local`` and ``ray://`` addresses are left to Ray. Raises
+    ``AdvisorError`` naming the address, instead of Ray waiting minutes for a cluster that is not there."""
+    import socket
+
+    if address in ("auto", "local") or "://" in address:
+        return
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise AdvisorError(f"Ray address '{address}' is not HOST:PORT",
+                           "pass the address `ray start --head` printed, e.g. --ray-address 10.0.0.5:6379")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT).close()
+    except OSError as exc:
+        why = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or type(exc).__name__).lower()
+        raise AdvisorError(f"no Ray cluster answers at {address} ({why})",
+                           "start one there with `ray start --head --port PORT`, check the address with `ray status` on the head, "
+                           "or drop --ray-address (and RAY_ADDRESS) for a local runtime") from None
+
+
 class RayExecutor:
     """Runs units as Ray tasks. Use as a context manager: a runtime this object started is shut down
     at the end; one that was already running (a notebook's ``ray.init()``, a test's) is left alone."""
@@ -68,6 +92,9 @@ class RayExecutor:
 
         if not ray.is_initialized():
             kwargs = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
+            address = self.address or os.environ.get("RAY_ADDRESS")
+            if address:
+                check_reachable(address)
             if self.address:
                 kwargs["address"] = self.address
             elif not os.environ.get("RAY_ADDRESS"):
