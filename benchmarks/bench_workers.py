@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import cpu_model  # noqa: E402 - benchmarks/ is on sys.path when run as a script
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -27,14 +29,6 @@ def cpu_seconds() -> float:
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main() -> None:

@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+from machine import cpu_model  # benchmarks/ is on sys.path when run as a script
 
 REPO = Path(__file__).resolve().parents[1]
 GOAL_S, GOAL_N, GOAL_D = 5.0, 1000, 1280
@@ -59,16 +60,6 @@ def synthetic(n: int, d: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np
     logits = rng.standard_normal((n, SOURCE_CLASSES)).astype(np.float32)
     logits[np.arange(n), y * (SOURCE_CLASSES // CLASSES)] += 3.0
     return x, y, logits
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main() -> None:

@@ -26,17 +26,11 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from machine import cpu_model  # noqa: E402 - benchmarks/ is on sys.path when run as a script
+
 REPO = Path(__file__).resolve().parents[1]
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def extra_models(folder: Path) -> list[str]:
