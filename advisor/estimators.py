@@ -107,17 +107,20 @@ def list_estimators(pattern: str = "*") -> list[Estimator]:
     return [e for n, e in sorted(_collect().items()) if fnmatch.fnmatch(n, pattern)]
 
 
+COMBINED = "advisor-score"  # rank's default: a combination of registered estimators (advisor.ranking.advisor_score), not one itself
+
+
 def get_estimator(name: str) -> Estimator:
     """The estimator called ``name``; an :class:`AdvisorError` naming the choices otherwise."""
     registry = _collect()
     if name not in registry:
         import difflib
 
-        close = difflib.get_close_matches(name, registry, n=1)
+        close = difflib.get_close_matches(name, [*registry, COMBINED], n=1)
         hint = f"did you mean '{close[0]}'? " if close else ""
         raise AdvisorError(
             f"unknown estimator '{name}'",
-            f"{hint}choose from: {', '.join(sorted(registry))} (see `advisor plugins`)",
+            f"{hint}choose from: {COMBINED} (rank's default combination), {', '.join(sorted(registry))} (see `advisor plugins`)",
         )
     return registry[name]
 

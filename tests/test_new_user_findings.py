@@ -3,6 +3,8 @@ one line with exit 2 (SIGTERM: one line, exit 143)."""
 
 from __future__ import annotations
 
+import json
+
 import os
 import signal
 
@@ -101,3 +103,14 @@ def test_sigterm_ends_a_command_in_one_line_with_exit_143(monkeypatch, capsys):
     assert exc.value.code == 143
     err = capsys.readouterr().err
     assert err.strip() == cli.TERMINATED
+
+
+def test_advisor_score_is_named_where_estimators_are_listed(run_cli):
+    """rank's default is a combination, not a registered estimator: `advisor plugins` and the
+    unknown-estimator hint still name it (a new user looked for it in both)."""
+    code, out, _ = run_cli("plugins")
+    assert code == 0 and "advisor-score (rank's default, -e advisor-score)" in out
+    code, out, _ = run_cli("plugins", "--json")
+    assert code == 0 and "advisor-score" in json.loads(out)["default_estimator"]
+    code, _, err = run_cli("rank", "builtin:digits", "-e", "advisor-scor")
+    assert code == 2 and "did you mean 'advisor-score'?" in err and "choose from: advisor-score (rank's default combination)" in err

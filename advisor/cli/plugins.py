@@ -19,6 +19,19 @@ def _architectures() -> list[tuple[str, str]]:
     return [(name, owner) for name, (_, owner) in collect_architectures().items()]
 
 
+def _combined_line() -> str:
+    """The one line on advisor-score, rank's default: a combination of the estimators above, not one of them."""
+    from advisor.errors import AdvisorError
+    from advisor.ranking import advisor_score
+
+    try:
+        spec = advisor_score.load_spec()
+    except AdvisorError as exc:
+        return f"{advisor_score.NAME} (rank's default): unavailable: {exc.message}"
+    return (f"{advisor_score.NAME} (rank's default, -e {advisor_score.NAME}): {spec.kind} of {', '.join(spec.members)}"
+            f" (registry/advisor_score.toml, chosen by `advisor bench`)")
+
+
 @app.command(epilog=EXAMPLE)
 def plugins(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
     """List installed plugins, the estimators and model sources they register, and their origin."""
@@ -38,7 +51,8 @@ def plugins(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")
     if as_json:
         print_json({"plugins": plugin_rows, "estimators": estimators, "model_sources": sources,
                     "architectures": archs, "load_errors": [{"name": n, "error": e} for n, e in load_errors],
-                    "problems": [{"plugin": p.plugin, "hook": p.hook, "error": p.error} for p in problems]})
+                    "problems": [{"plugin": p.plugin, "hook": p.hook, "error": p.error} for p in problems],
+                    "default_estimator": _combined_line()})
         return
     t = Table(title="Estimators", title_justify="left")
     for col in ("name", "version", "needs", "better", "origin", "description"):
@@ -46,6 +60,7 @@ def plugins(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")
     for e in estimators:
         t.add_row(e["name"], e["version"], ", ".join(e["needs"]) or "—", "higher" if e["higher_is_better"] else "lower", e["origin"], e["description"])
     out.print(t)
+    out.print(_combined_line(), highlight=False)
     t = Table(title="Model sources (model id prefix)", title_justify="left")
     t.add_column("prefix")
     t.add_column("what")

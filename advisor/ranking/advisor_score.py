@@ -31,8 +31,9 @@ from pathlib import Path
 import numpy as np
 
 from advisor.errors import AdvisorError
+from advisor.estimators import COMBINED
 
-NAME = "advisor-score"
+NAME = COMBINED  # "advisor-score"
 PRE_LOGITS_SUFFIX = "@pre_logits"
 KINDS = ("single", "rank_average", "linear")
 
