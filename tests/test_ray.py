@@ -209,8 +209,9 @@ def test_bench_on_ray_records_the_serial_runs(local_ray, tmp_path, monkeypatch, 
 
 
 @pytest.mark.parametrize("address, message", [
-    ("nonsense", "Ray address 'nonsense' is not HOST:PORT"),
-    ("127.0.0.1:1", "no Ray cluster answers at 127.0.0.1:1"),
+    ("nonsense", "Ray address 'nonsense' (from --ray-address) is not HOST:PORT"),
+    ("127.0.0.1:1", "no Ray cluster answers at 127.0.0.1:1 (from --ray-address: connection refused)"),
+    ("", "--ray-address is empty"),
 ])
 def test_an_address_without_a_cluster_is_one_line_within_seconds(run_cli, tmp_path, tiny_weights, address, message):
     probe = write_images(tmp_path / "probe", {"cat": 6, "dog": 6})
@@ -219,3 +220,45 @@ def test_an_address_without_a_cluster_is_one_line_within_seconds(run_cli, tmp_pa
     result = run_cli("rank", str(probe), "-m", model, "-e", "knn", "--executor", "ray", "--ray-address", address)
     assert_one_line_error(result, message)
     assert time.perf_counter() - t0 < 30 and not ray.is_initialized()
+
+
+def test_a_server_that_is_not_ray_and_ray_address_from_the_environment(run_cli, tmp_path, tiny_weights, monkeypatch):
+    """An HTTP/1 server on the port is refused in one line (Ray itself retried for minutes), and an
+    address from $RAY_ADDRESS says it came from there."""
+    import http.server
+
+    class Quiet(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):  # the server's request log would share stderr with the CLI's
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    probe = write_images(tmp_path / "probe", {"cat": 6, "dog": 6})
+    model = file_id(tiny_weights["test_resnet"], "test_resnet")
+    try:
+        address = f"127.0.0.1:{server.server_address[1]}"
+        result = run_cli("rank", str(probe), "-m", model, "-e", "knn", "--executor", "ray", "--ray-address", address)
+        assert_one_line_error(result, f"what answers at {address} (from --ray-address) is not a Ray cluster")
+    finally:
+        server.shutdown()
+    monkeypatch.setenv("RAY_ADDRESS", "bogus")
+    assert_one_line_error(run_cli("rank", str(probe), "-m", model, "-e", "knn", "--executor", "ray"),
+                          "Ray address 'bogus' (from $RAY_ADDRESS) is not HOST:PORT")
+    monkeypatch.delenv("RAY_ADDRESS")
+    assert_one_line_error(run_cli("rank", str(probe), "-m", model, "-e", "knn", "--executor", ""), "--executor is empty")
+
+
+def test_nothing_to_send_never_starts_ray(tmp_path, monkeypatch, tiny_weights):
+    from advisor.ranking.ranking import rank
+    from advisor.scale.executor import RayExecutor
+
+    if ray.is_initialized():
+        ray.shutdown()
+    probe = write_images(tmp_path / "probe", {"cat": 6, "dog": 6})
+    model = file_id(tiny_weights["test_resnet"], "test_resnet")
+    monkeypatch.setenv("ADVISOR_HOME", str(tmp_path / "home"))
+    rank(str(probe), [model], ["knn"])  # serial: the cache is warm
+    with RayExecutor() as ex:
+        again = rank(str(probe), [model], ["knn"], executor=ex)
+        assert not ex.joined and not ray.is_initialized()
+    assert all(m.from_cache for m in again.models)

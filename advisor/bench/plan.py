@@ -206,6 +206,7 @@ def plan_report(plan: Plan, timings: dict[str, dict], est: dict, threads: int, i
              (f"settings: img_size cap {s.img_size or 'none (each model its own size)'}, max_train {s.max_train}, epochs {s.epochs}, "
               f"backbone lrs {', '.join(f'{v:g}' for v in s.backbone_lrs)}, seeds {', '.join(map(str, s.seeds))}, batch {s.batch_size}, "
               f"defrost cuts {s.defrost_cuts if isinstance(s.defrost_cuts, int) else ','.join(s.defrost_cuts)} x seed {s.defrost_seed}, "
+              f"fine-tunes' head {s.head_init}{' (LP-FT)' if s.head_init == 'probe' else ''}, BatchNorm statistics {s.batchnorm}, "
               f"{len(s.estimators)} estimators"),
              "targets: " + "; ".join(f"{target_name(t)} (train {len(p.train)} / val {len(p.val)} / test {len(p.test)} / scored {len(p.score)})"
                                      for t, p in plan.parts.items()),

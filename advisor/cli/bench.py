@@ -72,8 +72,8 @@ def bench(
     img_size: str | None = typer.Option(None, "--img-size", help="Input-size cap in px: each model gets min(its own size, this); 'native' lifts the config's cap."),
     defrost_cuts: str | None = typer.Option(None, "--defrost-cuts", help="Defrost runs per (model, target): a count of cuts spread over the default range, or cut names (comma-separated)."),
     defrost_seed: int | None = typer.Option(None, "--defrost-seed", help="The one seed of the defrost runs (default: the config's)."),
-    head_init: str | None = typer.Option(None, "--head-init", help="Fine-tunes' new head: 'random', or 'probe' = LP-FT (Kumar et al. 2022), starting from the linear probe (default: the config's)."),
-    batchnorm: str | None = typer.Option(None, "--batchnorm", help="Fine-tunes' BatchNorm statistics: 'train' (updated) or 'frozen' (pretrained kept; default: the config's)."),
+    head_init: str | None = typer.Option(None, "--head-init", metavar="random|probe", help="Fine-tunes' new head: 'random', or 'probe' = LP-FT (Kumar et al. 2022), starting from the linear probe (default: the config's)."),
+    batchnorm: str | None = typer.Option(None, "--batchnorm", metavar="train|frozen", help="Fine-tunes' BatchNorm statistics: 'train' (updated) or 'frozen' (pretrained kept; default: the config's)."),
     estimator: list[str] = typer.Option([], "--estimator", "-e", help="Estimators to score (default: every registered one)."),
     workers: str | None = typer.Option(None, "--workers", help="Processes for independent runs, each with cores // workers torch threads (default: the config's run.workers)."),
     plan: bool = typer.Option(False, "--plan", help="Print the runs of each kind per model and an estimated wall time from a few timed SGD steps per model; train nothing."),
@@ -98,12 +98,13 @@ def bench(
                         seeds=_numbers(seeds, int, "--seeds"), lrs=_numbers(lrs, float, "--lrs"), max_train=max_train,
                         estimators=_split(estimator) or None, img_size=img_size, defrost_cuts=defrost_cuts,
                         defrost_seed=defrost_seed, weights_dir=weights_dir, head_init=head_init, batchnorm=batchnorm)
+    from advisor.scale.executor import started
+
+    ray_ctx = started("serial" if report_only else executor, None if report_only else ray_address)  # bad flags fail here, --plan too
     if plan:
         out.print(run_plan(cfg, workers=n_workers, device=device, runs_csv=runs_csv, log=info), highlight=False, soft_wrap=True)
         return
-    from advisor.scale.executor import started
-
-    with started("serial" if report_only else executor, None if report_only else ray_address) as ex, ProgressBars() as bars:
+    with ray_ctx as ex, ProgressBars() as bars:
         cells = run_bench(cfg, report_only=report_only, device=device, workers=n_workers, runs_csv=runs_csv, log=_bench_log(bars),
                           executor=ex)
     csv_path = write_ground_truth(cells, cfg.settings, ground_truth)

@@ -54,7 +54,7 @@ ImgSize = Annotated[Optional[int], typer.Option(callback=_img_size, help=f"Overr
 BatchSize = Annotated[int, typer.Option(help="Images per forward pass.")]
 WeightsDir = Annotated[Optional[Path], typer.Option(envvar="ADVISOR_WEIGHTS_DIR", help="Folder mirroring model weights (see README).")]
 Executor = Annotated[str, typer.Option("--executor", metavar="serial|ray",
-    help="Where the independent units run: serial (this process) or ray (one Ray task each; pip install 'advisor[ray]').")]
+    help="Where the independent units run: serial (this process) or ray (one Ray task each; pip install 'advisor\\[ray]').")]
 RayAddress = Annotated[Optional[str], typer.Option("--ray-address", metavar="ADDR",
     help="Join the Ray cluster at ADDR (e.g. 10.0.0.5:6379; `ray status` on its head prints it). Default: a local Ray runtime with this machine's cores, or $RAY_ADDRESS.")]
 Refresh = Annotated[list[str], typer.Option(

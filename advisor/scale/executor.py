@@ -32,6 +32,10 @@ def executor(name: str | None = "serial", address: str | None = None) -> "RayExe
     """``--executor``/``--ray-address`` as given on the command line: None for serial, else a
     :class:`RayExecutor` (not started yet). Raises ``AdvisorError`` for an unknown executor, an
     address without ``--executor ray``, or Ray not installed."""
+    if name is not None and not name.strip():
+        raise AdvisorError("--executor is empty", f"use --executor {' or --executor '.join(EXECUTORS)}")
+    if address is not None and not address.strip():
+        raise AdvisorError("--ray-address is empty", "pass HOST:PORT (`ray status` on the head prints it), or drop --ray-address")
     name = (name or "serial").strip().lower()
     if name not in EXECUTORS:
         raise AdvisorError(f"unknown executor '{name}'", f"use --executor {' or --executor '.join(EXECUTORS)}")
@@ -43,11 +47,15 @@ def executor(name: str | None = "serial", address: str | None = None) -> "RayExe
         import ray  # noqa: F401
     except ImportError:
         raise AdvisorError("--executor ray needs Ray, which is not installed", "pip install 'advisor[ray]' (or pip install ray)") from None
-    return RayExecutor(address=address or None)
+    ex = RayExecutor(address=address.strip() if address else None)
+    if ex.address or os.environ.get("RAY_ADDRESS"):
+        check_reachable(ex.address or os.environ["RAY_ADDRESS"], "--ray-address" if ex.address else "$RAY_ADDRESS")
+    return ex
 
 
 def started(name: str | None = "serial", address: str | None = None):
-    """A context manager for the CLI: yields None (serial) or a started :class:`RayExecutor`."""
+    """A context manager for the CLI: yields None (serial) or a :class:`RayExecutor` whose address
+    was checked; Ray itself starts at its first task (a run with everything cached never starts it)."""
     from contextlib import nullcontext
 
     ex = executor(name, address)
@@ -55,27 +63,33 @@ def started(name: str | None = "serial", address: str | None = None):
 
 
 CONNECT_TIMEOUT = 5.0  # seconds to reach a cluster's address before Ray's own (minutes-long) retries
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])  # + an empty SETTINGS frame
 
 
-def check_reachable(address: str) -> None:
-    """A ``HOST:PORT`` address (as ``ray start --head`` prints it) must accept a TCP connection within
-    :data:`CONNECT_TIMEOUT` seconds; ``auto``, ``local`` and ``ray://`` addresses are left to Ray. Raises
-    ``AdvisorError`` naming the address, instead of Ray waiting minutes for a cluster that is not there."""
+def check_reachable(address: str, where: str = "--ray-address") -> None:
+    """A ``HOST:PORT`` address (as ``ray start --head`` prints it) must answer as a gRPC server does
+    (Ray's GCS): an HTTP/2 SETTINGS frame within :data:`CONNECT_TIMEOUT` seconds. ``auto``, ``local``
+    and ``ray://`` addresses are left to Ray. Raises ``AdvisorError`` naming the address and where it
+    came from (``where``), instead of Ray retrying for minutes against something that is not a cluster."""
     import socket
 
     if address in ("auto", "local") or "://" in address:
         return
     host, sep, port = address.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise AdvisorError(f"Ray address '{address}' is not HOST:PORT",
+        raise AdvisorError(f"Ray address '{address}' (from {where}) is not HOST:PORT",
                            "pass the address `ray start --head` printed, e.g. --ray-address 10.0.0.5:6379")
+    fix = ("start one there with `ray start --head --port PORT`, check the address with `ray status` on the head, "
+           "or drop --ray-address (and unset RAY_ADDRESS) for a local runtime")
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT).close()
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT) as sock:
+            sock.sendall(HTTP2_PREFACE)
+            reply = sock.recv(9)
     except OSError as exc:
         why = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or type(exc).__name__).lower()
-        raise AdvisorError(f"no Ray cluster answers at {address} ({why})",
-                           "start one there with `ray start --head --port PORT`, check the address with `ray status` on the head, "
-                           "or drop --ray-address (and RAY_ADDRESS) for a local runtime") from None
+        raise AdvisorError(f"no Ray cluster answers at {address} (from {where}: {why})", fix) from None
+    if len(reply) < 4 or reply[3] != 4:  # not an HTTP/2 SETTINGS frame: some other server listens there
+        raise AdvisorError(f"what answers at {address} (from {where}) is not a Ray cluster (not a gRPC server)", fix)
 
 
 class RayExecutor:
@@ -85,22 +99,31 @@ class RayExecutor:
     def __init__(self, address: str | None = None, num_cpus: int | None = None):
         self.address = address
         self.num_cpus = num_cpus
-        self.started = False
+        self.started = False  # this object started the runtime (and shuts it down at the end)
+        self.joined = False
 
     def __enter__(self) -> "RayExecutor":
+        return self
+
+    def start(self) -> None:
+        """Start a local runtime or join the cluster, once; a runtime already running in this process
+        (a notebook's ``ray.init()``, a test's) is joined and left running at the end."""
         import ray
 
+        if self.joined:
+            return
+        self.joined = True
         if not ray.is_initialized():
             kwargs = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
-            address = self.address or os.environ.get("RAY_ADDRESS")
-            if address:
-                check_reachable(address)
             if self.address:
                 kwargs["address"] = self.address
             elif not os.environ.get("RAY_ADDRESS"):
                 from advisor.bench.config import cpu_cores
 
                 kwargs["num_cpus"] = self.num_cpus or cpu_cores()
+                # Ray runs its workers at niceness 15 by default: behind every other job of the machine
+                # they crawl (a 3-model rank took 4x a serial one on a busy machine); they are the work here
+                os.environ.setdefault("RAY_worker_niceness", "0")
             try:
                 ray.init(**kwargs)
             except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -109,25 +132,26 @@ class RayExecutor:
                 raise AdvisorError(f"could not start or join Ray at {where}: {first}",
                                    "check --ray-address (`ray status` on the head node prints it), or drop it for a local runtime") from None
             self.started = True
-        return self
 
     def __exit__(self, *exc) -> None:
         if self.started:
             import ray
 
             ray.shutdown()
-            self.started = False
+        self.started = self.joined = False
 
     @property
     def gpus(self) -> float:
         import ray
 
+        self.start()
         return float(ray.cluster_resources().get("GPU", 0))
 
     def put(self, obj):
         """``obj`` in Ray's object store once; pass the reference as a task argument (resolved there)."""
         import ray
 
+        self.start()
         return ray.put(obj)
 
     def run(self, fn: Callable, units: Iterable[tuple[object, tuple]], *, num_gpus: float = 0) -> Iterator[tuple[object, object]]:
@@ -136,6 +160,7 @@ class RayExecutor:
         import ray
         from ray.exceptions import RayError, RayTaskError
 
+        self.start()
         remote = ray.remote(num_cpus=1, num_gpus=num_gpus, max_retries=MAX_RETRIES, retry_exceptions=False)(fn)
         pending = {remote.remote(*args): key for key, args in units}
         while pending:

@@ -87,6 +87,10 @@ def stages(model, sample) -> Stages:
             h.remove()
     names = [n for n, _ in calls]
     arch = type(model).__name__
+    if not torch.isfinite(expected).all():  # before the split check: NaN never reproduces itself
+        model.train(was_training)
+        raise AdvisorError(f"{arch} produces non-finite features (NaN/inf) on a test input",
+                           "its weights hold NaN/inf or overflow: check the weights file")
     if len(set(names)) != len(names) or any(c not in names for c in cuts):
         model.train(was_training)
         raise AdvisorError(f"{arch} cannot be split at its cuts (its feature stages are not a simple sequence)",
