@@ -246,3 +246,17 @@ def test_best_cut_prefers_the_deepest_of_equal_accuracies():
     assert best_cut({"a": (0.5, 0, 1), "b": (0.7, 0, 1), "c": (0.7, 0, 1), "d": (0.6, 0, 1)}) == "c"
     assert best_cut({"a": (0.9, 0, 1), "b": (0.7, 0, 1)}) == "a"
     assert best_cut({}) is None
+
+
+def test_nan_weights_are_named_not_blamed_on_the_split(run_cli, image_folder, tmp_path):
+    import timm
+    import torch
+    from safetensors.torch import save_file
+    from conftest import assert_one_line_error
+
+    state = timm.create_model("test_resnet", num_classes=5).state_dict()
+    state = {k: (torch.full_like(v, float("nan")) if v.is_floating_point() else v).contiguous() for k, v in state.items()}
+    path = tmp_path / "nan.safetensors"
+    save_file(state, str(path))
+    result = run_cli("validate", str(image_folder), "-m", file_id(path, "test_resnet"), "--epochs", "1")
+    assert_one_line_error(result, "produces non-finite features (NaN/inf)", "check the weights file")
