@@ -203,3 +203,14 @@ def test_report_write_is_atomic(tmp_path, monkeypatch):
     assert target.read_text() == "# old\n" and _no_temp_files(tmp_path)  # the old report intact, no half file left
     write_report(target, "# new\n")
     assert target.read_text() == "# new\n"
+
+
+def test_ctrl_c_is_recorded_as_interrupted_not_failed(tmp_path, monkeypatch):
+    from advisor.store import repro
+
+    monkeypatch.setenv("ADVISOR_HOME", str(tmp_path))
+    a, b = repro.start_run("rank", {}), repro.start_run("rank", {})
+    repro.finish_run(a, error=KeyboardInterrupt())
+    repro.finish_run(b, error=ValueError("x"))
+    status = {r["run_id"]: r["status"] for r in repro.list_runs()}
+    assert status[a] == "interrupted" and status[b] == "failed: ValueError"

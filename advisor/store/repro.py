@@ -75,11 +75,12 @@ def start_run(command: str, args: dict) -> str:
 
 
 def finish_run(run_id: str, result=None, weights: dict | None = None, error: BaseException | None = None) -> None:
-    """Close the run: ``done`` with its result and the weights of every model, or ``failed: <type>``."""
+    """Close the run: ``done`` with its result and the weights of every model, ``interrupted`` (Ctrl-C)
+    or ``failed: <type>``."""
     with db.transaction() as con:
         if error is not None:
-            con.execute("UPDATE runs SET status = ?, finished_at = current_timestamp WHERE run_id = ?",
-                        [f"failed: {type(error).__name__}", run_id])
+            status = "interrupted" if isinstance(error, KeyboardInterrupt) else f"failed: {type(error).__name__}"
+            con.execute("UPDATE runs SET status = ?, finished_at = current_timestamp WHERE run_id = ?", [status, run_id])
         else:
             con.execute("UPDATE runs SET status = 'done', result = ?, weights = ?, finished_at = current_timestamp WHERE run_id = ?",
                         [dumps(result), dumps(weights or {}), run_id])
