@@ -377,7 +377,7 @@ def test_ctrl_c_during_rank_exits_130_and_a_rerun_resumes(tmp_path, tiny_weights
     assert {r["model"] for r in json.loads(out)} == {first, second}
     code, out, _ = run_cli("cache", "sql", "SELECT status FROM runs ORDER BY started_at", "--json")
     statuses = [r["status"] for r in json.loads(out)]
-    assert len(statuses) == 2 and statuses[0].startswith("failed") and statuses[1] == "done"
+    assert len(statuses) == 2 and statuses[0] == "interrupted" and statuses[1] == "done"
 
 
 def test_declining_cache_clear_deletes_nothing_and_exits_1(run_cli, advisor_home, monkeypatch):
