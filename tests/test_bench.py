@@ -43,10 +43,12 @@ def tiny(tiny_weights, tmp_path):
 
 
 def _args(models, targets, tmp_path, *extra, tag="a"):
-    """A small benchmark: 1 epoch at 32 px (the tiny models' own size is 160), knn only."""
+    """A small benchmark: 1 epoch at 32 px (the tiny models' own size is 160), knn only, one BatchNorm mode
+    unless ``extra`` names others."""
+    bn = [] if "--batchnorm" in extra else ["--batchnorm", "train"]
     return ["bench", "--models", ",".join(models), "--targets", ",".join(map(str, targets)), "--epochs", "1", "--img-size", "32",
             "-e", "knn", "--out", str(tmp_path / f"out-{tag}"), "--ground-truth", str(tmp_path / f"gt-{tag}.csv"),
-            "--runs-csv", str(tmp_path / f"runs-{tag}.csv"), "--workers", "1", *extra]
+            "--runs-csv", str(tmp_path / f"runs-{tag}.csv"), "--workers", "1", *bn, *extra]
 
 
 def _home(monkeypatch, tmp_path, name):
@@ -61,7 +63,7 @@ def test_bench_end_to_end_csv_report_and_report_only(run_cli, tiny, tmp_path, ad
     models, targets = tiny
     out, gt, runs_csv = tmp_path / "out", tmp_path / "gt.csv", tmp_path / "runs.csv"
     args = ["bench", "--models", ",".join(models), "--targets", ",".join(map(str, targets)), "--epochs", "1", "--img-size", "32",
-            "--seeds", "0,1", "--lrs", "0.01,0.001", "--defrost-cuts", "2", "-e", ESTIMATORS, "--out", str(out),
+            "--seeds", "0,1", "--lrs", "0.01,0.001", "--batchnorm", "train,frozen", "--defrost-cuts", "2", "-e", ESTIMATORS, "--out", str(out),
             "--ground-truth", str(gt), "--runs-csv", str(runs_csv), "--workers", "1"]
     code, _, err = run_cli(*args)
     assert code == 0, err
@@ -79,12 +81,12 @@ def test_bench_end_to_end_csv_report_and_report_only(run_cli, tiny, tmp_path, ad
     assert all(r["n_test"] == "8" for r in split_rows)  # the target's own test/ folder is the test set
     records = read_runs(runs_csv)
     kinds = [r["kind"] for r in records]
-    # models x targets x (lrs x seeds fine-tunes + 2 defrost cuts + 1 linear probe)
-    assert (kinds.count("finetune"), kinds.count("defrost"), kinds.count("probe")) == (16, 8, 4)
+    # models x targets x (BatchNorm modes x lrs x seeds fine-tunes + 2 defrost cuts + 1 linear probe)
+    assert (kinds.count("finetune"), kinds.count("defrost"), kinds.count("probe")) == (32, 8, 4)
     assert all(r["status"] == "done" and r["final_train_loss"] is not None and r["input_size"] == 32 for r in records)
     assert {r["cut"] for r in records if r["kind"] == "defrost"} == {"layer1", "pre_logits", "blocks.1"}  # first and last default cut
     runs = _bench_rows(advisor_home)
-    assert runs == len(records) == 28
+    assert runs == len(records) == 44
     report = (out / "bench_report.md").read_text()
     assert "## Weighted Kendall τ per target (score at each model's best cut)" in report
     assert "## Fine-tune vs frozen linear probe" in report and "seed 00" not in report
@@ -127,6 +129,29 @@ def test_lp_ft_and_frozen_batchnorm_fine_tunes_end_to_end(run_cli, tiny, tmp_pat
     plain = read_runs(tmp_path / "runs-b.csv")  # the probe and defrost runs came from the cache: same keys
     assert [r["kind"] for r in plain] == ["finetune"] and "head_init" not in plain[0]["protocol"]
     assert plain[0]["run_key"] != lpft["finetune"]["run_key"]
+
+
+def test_batchnorm_grid_end_to_end_records_the_chosen_mode(run_cli, tiny, tmp_path):
+    """--batchnorm train,frozen: both modes' fine-tunes run (and land in the runs CSV), the ground-truth CSV
+    names the mode validation chose, whose validation accuracy is the best of the grid, and the report
+    counts the chosen modes."""
+    from advisor.bench.units import read_runs
+
+    models, targets = tiny
+    args = _args(models, targets[:1], tmp_path, "--seeds", "0", "--lrs", "0.01", "--defrost-cuts", "1", "--batchnorm", "train,frozen")
+    code, _, err = run_cli(*args)
+    assert code == 0, err
+    fts = [r for r in read_runs(tmp_path / "runs-a.csv") if r["kind"] == "finetune"]
+    assert sorted(r["protocol"].get("batchnorm", "train") for r in fts) == ["frozen", "frozen", "train", "train"]
+    rows = list(csv.DictReader((tmp_path / "gt-a.csv").open()))
+    assert len(rows) == 2
+    for row in rows:
+        mine = {r["protocol"].get("batchnorm", "train"): r for r in fts if r["model_id"] == row["model_id"]}
+        assert row["batchnorm"] in ("train", "frozen")
+        assert float(row["val_acc_mean"]) == pytest.approx(max(r["val_acc"] for r in mine.values()))
+        assert float(row["test_acc_mean"]) == pytest.approx(mine[row["batchnorm"]]["test_acc"])
+        assert set(dict(kv.split(":") for kv in row["val_acc_by_setting"].split(";"))) == {"train@0.01", "frozen@0.01"}
+    assert "BatchNorm mode chosen on validation: frozen statistics for" in (tmp_path / "out-a" / "bench_report.md").read_text()
 
 
 def test_report_only_without_evidence_is_one_line(run_cli, tiny, tmp_path):
@@ -212,7 +237,8 @@ def test_defrost_cuts_spread_or_named():
 
 
 @pytest.mark.parametrize("change", [{"img_size": 64}, {"epochs": 2}, {"max_train": 10}, {"seeds": [1]}, {"lrs": [0.05]},
-                                    {"defrost_cuts": 2}, {"defrost_seed": 3}, {"head_init": "probe"}, {"batchnorm": "frozen"}])
+                                    {"defrost_cuts": 2}, {"defrost_seed": 3}, {"head_init": "probe"}, {"batchnorm": "frozen"},
+                                    {"batchnorm": "train,frozen"}])
 def test_every_setting_is_part_of_the_run_keys(tiny, change):
     from advisor.bench.config import load_config
     from advisor.bench.plan import make_plan
@@ -220,24 +246,66 @@ def test_every_setting_is_part_of_the_run_keys(tiny, change):
     models, targets = tiny
     base = dict(models=models[:1], targets=[str(targets[0])], epochs=1, seeds=[0], lrs=[0.01], max_train=None, img_size=32,
                 defrost_cuts=1, defrost_seed=0, estimators=["knn"])
-    if "batchnorm" in change or "head_init" in change:  # whatever registry/bench.toml sets, change it
-        field = next(iter(change))
-        other = {"batchnorm": ("train", "frozen"), "head_init": ("random", "probe")}[field]
-        change = {field: other[1] if getattr(load_config(**base).settings, field) == other[0] else other[0]}
+    grid = change.get("batchnorm") == "train,frozen"
+    if "batchnorm" in change:  # from one mode: to the other (every fine-tune changes) or to the grid (new ones appear)
+        base["batchnorm"] = "train"
+    elif "head_init" in change:  # whatever registry/bench.toml sets, change it
+        change = {"head_init": "random" if load_config(**base).settings.head_init == "probe" else "probe"}
     plans = [make_plan(load_config(**kw), "cpu") for kw in (base, {**base, **change})]
-    keys = [{(j.kind, j.lr, j.seed, j.cut): j.key for j in p.jobs} for p in plans]
+    keys = [{(j.kind, j.lr, j.seed, j.cut, j.batchnorm): j.key for j in p.jobs} for p in plans]
     assert plans[0].cfg.settings.key() != plans[1].cfg.settings.key()  # the evidence cells
-    if "defrost_cuts" in change:  # more cuts: the old runs keep their keys, new ones appear
+    if "defrost_cuts" in change or grid:  # more cuts or modes: the old runs keep their keys, new ones appear
         assert set(keys[0].values()) < set(keys[1].values())
+        if grid:
+            assert {k[4] for k in keys[1] if k[0] == "finetune"} == {"train", "frozen"}
     elif "defrost_seed" in change or "head_init" in change or "batchnorm" in change:  # only one kind of run changes
         kind = "defrost" if "defrost_seed" in change else "finetune"
-        assert {k: v for k, v in keys[0].items() if k[0] != kind} == {k: v for k, v in keys[1].items() if k[0] != kind}
-        assert {v for k, v in keys[0].items() if k[0] == kind}.isdisjoint(keys[1].values())
+        strip = [{k[:4]: v for k, v in ks.items()} for ks in keys]  # a fine-tune's mode is part of what changed
+        assert {k: v for k, v in strip[0].items() if k[0] != kind} == {k: v for k, v in strip[1].items() if k[0] != kind}
+        assert {v for k, v in strip[0].items() if k[0] == kind}.isdisjoint(strip[1].values())
     else:
         changed = [k for k in keys[0] if keys[0][k] not in keys[1].values()]
         assert any(k[0] == "finetune" for k in changed), change
         if change.get("img_size") or change.get("max_train"):
             assert set(keys[0].values()).isdisjoint(keys[1].values())  # input and data change every run
+
+
+def test_the_fine_tune_setting_is_chosen_on_validation_over_batchnorm_modes_and_lrs():
+    """summarise_runs picks the (BatchNorm mode, lr) with the best mean validation accuracy over seeds and
+    reports that setting's test accuracy; the test part never decides; failed runs count as failed."""
+    from advisor.bench.run import summarise_runs
+
+    def run(bn, lr, seed, val, test, status="done"):
+        return {"batchnorm": bn, "lr": lr, "seed": seed, "val_acc": val, "test_acc": test, "status": status,
+                "final_train_loss": 0.5, "seconds": 1.0}
+
+    runs = [run("train", 0.01, 0, 0.60, 0.99), run("train", 0.01, 1, 0.62, 0.99),   # best test, worse validation
+            run("train", 0.001, 0, 0.50, 0.50), run("train", 0.001, 1, 0.52, 0.50),
+            run("frozen", 0.01, 0, 0.70, 0.80), run("frozen", 0.01, 1, 0.74, 0.84),  # best validation
+            run("frozen", 0.001, 0, 0.90, 0.10, status="failed: diverged"), run("frozen", 0.001, 1, 0.40, 0.40)]
+    g = summarise_runs(runs, (0.01, 0.001), 10.0, ("train", "frozen"))
+    assert (g["batchnorm"], g["lr_backbone"], g["lr_head"]) == ("frozen", 0.01, pytest.approx(0.1))
+    assert g["val_mean"] == pytest.approx(0.72) and g["test_mean"] == pytest.approx(0.82) and g["test_std"] == pytest.approx(0.02)
+    assert g["seeds_done"] == 2 and list(g["per_setting"]) == ["train@0.01", "train@0.001", "frozen@0.01", "frozen@0.001"]
+    assert g["per_setting"]["frozen@0.001"]["done"] == 1 and g["per_setting"]["frozen@0.001"]["failed"] == 1
+    # one mode only: the other mode's runs are not part of the grid; ties go to the first setting of the grid
+    assert summarise_runs(runs, (0.01, 0.001), 10.0)["batchnorm"] == "train"
+    tie = [run("train", 0.01, 0, 0.5, 0.3), run("frozen", 0.01, 0, 0.5, 0.9)]
+    assert summarise_runs(tie, (0.01,), 10.0, ("train", "frozen"))["batchnorm"] == "train"
+    assert summarise_runs([run("train", 0.01, 0, 0.5, 0.5, "failed: x")], (0.01,), 10.0)["batchnorm"] is None
+
+
+@pytest.mark.parametrize("value, message", [("", "--batchnorm is empty"), ("train,train", "repeats a mode"),
+                                            ("train,off", "batchnorm 'off' is not one of train, frozen"), (["frozen", " Train "], None)])
+def test_batchnorm_grid_parsing(value, message):
+    from advisor.bench.config import parse_batchnorm
+    from advisor.errors import AdvisorError
+
+    if message is None:
+        assert parse_batchnorm(value) == ("frozen", "train")
+    else:
+        with pytest.raises(AdvisorError, match=message):
+            parse_batchnorm(value)
 
 
 def test_a_cap_above_the_model_size_changes_no_key(tiny):

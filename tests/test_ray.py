@@ -196,7 +196,7 @@ def test_bench_on_ray_records_the_serial_runs(local_ray, tmp_path, monkeypatch, 
 
     target = write_images(tmp_path / "target", {"a": 8, "b": 8}, size=16)
     cfg = load_config(models=[file_id(tiny_weights["test_resnet"], "test_resnet")], targets=[str(target)], epochs=1, seeds=[0],
-                      lrs=[0.01], img_size=32, defrost_cuts=1, estimators=["knn"])
+                      lrs=[0.01], img_size=32, defrost_cuts=1, estimators=["knn"], batchnorm="train")
     recs = {}
     for name in ("serial", "ray"):
         monkeypatch.setenv("ADVISOR_HOME", str(tmp_path / name))

@@ -67,7 +67,9 @@ class Settings:
     defrost_seed: int = 0
     estimators: tuple[str, ...] = ()
     head_init: str = "random"  # fine-tunes: "random" head, or "probe" = LP-FT (Kumar et al. 2022)
-    batchnorm: str = "train"  # fine-tunes: "train" updates BatchNorm statistics, "frozen" keeps the pretrained ones
+    # fine-tunes' BatchNorm modes, a grid like the lrs: "train" updates the statistics, "frozen" keeps the pretrained
+    # ones; with both, the mode is chosen per (model, target) on the validation part together with the lr
+    batchnorm: tuple[str, ...] = ("train",)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -115,6 +117,25 @@ def parse_defrost_cuts(value) -> int | tuple[str, ...]:
     if count < 1:
         raise AdvisorError(f"--defrost-cuts must be at least 1, got {count}", "e.g. --defrost-cuts 3, or cut names")
     return count
+
+
+def parse_batchnorm(value) -> tuple[str, ...]:
+    """``--batchnorm``: one mode or a comma-separated grid of ``train`` / ``frozen`` (a TOML string or
+    list in the config), lower-cased, in the order given. Empty, unknown or repeated modes are a
+    one-line error."""
+    from advisor.validation.finetune import BATCHNORM_MODES
+
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    modes = tuple(str(v).strip().lower() for v in items if str(v).strip())
+    hint = '--batchnorm train,frozen (or batchnorm = ["train", "frozen"] under [protocol] in the config)'
+    if not modes:
+        raise AdvisorError("--batchnorm is empty", f"give one or both of {', '.join(BATCHNORM_MODES)}, e.g. {hint}")
+    bad = [m for m in modes if m not in BATCHNORM_MODES]
+    if bad:
+        raise AdvisorError(f"batchnorm '{bad[0]}' is not one of {', '.join(BATCHNORM_MODES)}", f"e.g. {hint}")
+    if len(set(modes)) != len(modes):
+        raise AdvisorError(f"--batchnorm repeats a mode: {', '.join(modes)}", f"give each mode once, e.g. {hint}")
+    return modes
 
 
 def parse_workers(value) -> int:
@@ -168,7 +189,7 @@ def load_config(path: str | Path | None = None, *, models: list[str] | None = No
         defrost_seed=int(defrost_seed if defrost_seed is not None else proto.get("defrost_seed", Settings.defrost_seed)),
         estimators=tuple(estimators) if estimators else tuple(e.name for e in list_estimators()),
         head_init=str(head_init if head_init is not None else proto.get("head_init", Settings.head_init)).strip().lower(),
-        batchnorm=str(batchnorm if batchnorm is not None else proto.get("batchnorm", Settings.batchnorm)).strip().lower(),
+        batchnorm=parse_batchnorm(batchnorm if batchnorm is not None else proto.get("batchnorm", Settings.batchnorm)),
     )
     _check_settings(s)
     for name in s.estimators:
@@ -208,14 +229,11 @@ def _check_settings(s: Settings) -> None:
         raise AdvisorError(f"val_fraction must lie in (0, 1), got {s.val_fraction}", "e.g. val_fraction = 0.2 in the config")
     if s.batch_size < 2:
         raise AdvisorError(f"batch_size must be at least 2, got {s.batch_size}", "e.g. batch_size = 32 in the config")
-    from advisor.validation.finetune import BATCHNORM_MODES, HEAD_INITS
+    from advisor.validation.finetune import HEAD_INITS
 
     if s.head_init not in HEAD_INITS:
         raise AdvisorError(f"head_init '{s.head_init}' is not one of {', '.join(HEAD_INITS)}",
                            '--head-init probe (LP-FT), or head_init = "probe" under [protocol] in the config')
-    if s.batchnorm not in BATCHNORM_MODES:
-        raise AdvisorError(f"batchnorm '{s.batchnorm}' is not one of {', '.join(BATCHNORM_MODES)}",
-                           '--batchnorm frozen, or batchnorm = "frozen" under [protocol] in the config')
     if len(set(s.seeds)) != len(s.seeds):
         raise AdvisorError(f"--seeds repeats a seed: {list(s.seeds)}", "give distinct seeds, e.g. --seeds 0,1")
 

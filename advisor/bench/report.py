@@ -176,9 +176,10 @@ def markdown(a: dict, settings: dict, command: str, plots: dict[str, str], prove
              "## Protocol", "",
              ("Per (model, target), on the target's train/test split (its own split folders or arrays, else a stratified hold-out; "
               "per target below): a full fine-tune (cut `pre_logits`, nothing frozen; "
-              "the schedule of Plested & Gedeon 2019, `advisor.validation.finetune`) for each backbone lr of the grid (new head at "
-              "`head_lr_factor` × it) and each seed, at the model's own input size or the `img_size` cap, whichever is smaller, "
-              "its lr chosen by mean accuracy on a stratified validation part of the training pool; and a frozen linear probe "
+              "the schedule of Plested & Gedeon 2019, `advisor.validation.finetune`) for each setting of the grid (`batchnorm` mode × "
+              "backbone lr; new head at `head_lr_factor` × the lr) and each seed, at the model's own input size or the `img_size` cap, "
+              "whichever is smaller, the setting chosen by mean accuracy over seeds on a stratified validation part of the training "
+              "pool; and a frozen linear probe "
               "(a logistic regression on the `pre_logits` features of the same training part). **Ground truth** (the accuracy "
               "each estimator is judged against): the better of the two *by validation accuracy*, reported on the **test** part "
               "(`advisor.bench.metrics.transfer_accuracy`): freezing every layer is one of the transfer choices, and a fine-tune "
@@ -192,7 +193,8 @@ def markdown(a: dict, settings: dict, command: str, plots: dict[str, str], prove
     splits = {t: next(c.get("split") for (tt, _), c in a["cell"].items() if tt == t) for t in T}
     lines += ["", "Targets and their splits:", ""] + [f"- {t}: {splits[t] or '–'}" for t in T]
     lines += ["", "## Ground truth: test accuracy of the protocol chosen on validation", "",
-              "`ft`: full fine-tune, mean ± std over seeds at the chosen backbone lr; `probe`: frozen linear probe.", "",
+              ("`ft`: full fine-tune, mean ± std over seeds at the setting chosen on validation (backbone lr; `BN frozen`: "
+               "pretrained BatchNorm statistics kept); `probe`: frozen linear probe."), "",
               "| model | " + " | ".join(T) + " |", "|---" * (len(T) + 1) + "|"]
     for m in M:
         row = []
@@ -204,7 +206,8 @@ def markdown(a: dict, settings: dict, command: str, plots: dict[str, str], prove
                 row.append(f"{ch['test']:.3f} (probe)")
             else:
                 g = c["ground_truth"]
-                row.append(f"{g['test_mean']:.3f} ± {g['test_std']:.3f} (ft, lr {g['lr_backbone']:g})")
+                bn = ", BN frozen" if g.get("batchnorm") == "frozen" else ""
+                row.append(f"{g['test_mean']:.3f} ± {g['test_std']:.3f} (ft, lr {g['lr_backbone']:g}{bn})")
         lines.append(f"| {m} | " + " | ".join(row) + " |")
     lines += ["", "## Fine-tune vs frozen linear probe", "",
               ("Per pair: the probe's and the fine-tune's (chosen lr, mean over seeds) validation and test accuracy, and the "
@@ -223,8 +226,12 @@ def markdown(a: dict, settings: dict, command: str, plots: dict[str, str], prove
                          f"{fmt(g.get('val_mean'))} / {fmt(g['test_mean'])} | {fmt(g.get('train_loss'))} | {a['chosen'][t, m]['protocol']} | {flag} |")
     n_ut = sum(bool(v) for v in a["under_trained"].values())
     n_probe = sum(ch["protocol"] == "linear probe" for ch in a["chosen"].values())
+    modes = [c["ground_truth"].get("batchnorm") for c in a["cell"].values() if c["ground_truth"].get("batchnorm")]
+    n_frozen = sum(m == "frozen" for m in modes)
+    bn_note = (f" The fine-tune's BatchNorm mode chosen on validation: frozen statistics for {n_frozen} of {len(modes)} pairs, "
+               f"updated for {len(modes) - n_frozen}." if len(set(settings.get("batchnorm") or ())) > 1 else "")
     lines += ["", (f"{n_ut} of {len(a['under_trained'])} pairs under-trained; validation chose the probe for {n_probe} of "
-                   f"{len(a['chosen'])} pairs.") if a["under_trained"] else "No pair has both a probe and a fine-tune.", ""]
+                   f"{len(a['chosen'])} pairs." + bn_note) if a["under_trained"] else "No pair has both a probe and a fine-tune.", ""]
     lines += ["", "Best defrost cut (Gerace et al. 2023's protocol, by validation accuracy) per model and target:", "",
               "| model | " + " | ".join(T) + " |", "|---" * (len(T) + 1) + "|"]
     for m in M:

@@ -6,11 +6,13 @@ work called *runs*, each keyed by a content hash of everything that determines i
 
 1. **Fine-tunes** (ground truth) per (model, target), with the validation machinery
    (:mod:`advisor.validation.finetune`): a full fine-tune (cut ``pre_logits``, nothing frozen; the schedule of
-   Plested & Gedeon 2019) for every backbone lr of the grid × every seed. The target's own
-   ``train``/``test`` splits are used when present (otherwise :func:`advisor.data.splits.train_val_split`'s
-   stratified hold-out is the test part); a stratified, seeded ``val_fraction`` of the training pool
-   is carved out to choose the lr (by mean validation accuracy over seeds), and the test accuracy at
-   that lr (mean ± std over seeds) is the model's ground truth. The test part never influences a choice.
+   Plested & Gedeon 2019) for every setting of the grid (BatchNorm mode × backbone lr) × every seed. The
+   target's own ``train``/``test`` splits are used when present (otherwise
+   :func:`advisor.data.splits.train_val_split`'s stratified hold-out is the test part); a stratified, seeded
+   ``val_fraction`` of the training pool is carved out to choose the setting (by mean validation accuracy
+   over seeds), and the test accuracy there (mean ± std over seeds) is the model's ground truth. The test
+   part never influences a choice. BatchNorm statistics updated from batches of 32 small images hurt some
+   models (the EfficientNet-Lites) and frozen ones hurt others (MobileNetV2), so the mode is chosen like the lr.
 2. **Defrost runs** per (model, target): the layer-wise defrosting protocol of Gerace et al. 2023
    (frozen pretrained prefix up to a cut, the rest re-initialised and trained) at a few cuts spread
    over the default range (``defrost_cuts``), one seed; the cut with the best *validation* accuracy
@@ -62,31 +64,44 @@ from advisor.store.artifacts import dumps
 from advisor.store.runs import BENCH_CELLS
 
 
-def summarise_runs(runs: list[dict], lrs, head_lr_factor: float) -> dict:
-    """Choose the lr by mean validation accuracy over seeds (ties: the first lr of the grid) and report
-    the test accuracy there (mean ± population std over seeds) and the final train loss (mean over
-    seeds). ``lr`` is None if every run failed."""
-    per_lr = {}
-    for lr in lrs:
-        ok = [r for r in runs if r["lr"] == lr and r["status"] == "done" and r["test_acc"] is not None]
-        losses = [r["final_train_loss"] for r in ok if r.get("final_train_loss") is not None]
-        per_lr[lr] = {"val_mean": float(np.mean([r["val_acc"] for r in ok])) if ok else None,
-                      "test_mean": float(np.mean([r["test_acc"] for r in ok])) if ok else None,
-                      "test_std": float(np.std([r["test_acc"] for r in ok])) if ok else None,
-                      "train_loss": float(np.mean(losses)) if losses else None,
-                      "done": len(ok), "failed": sum(r["lr"] == lr and r["status"] != "done" for r in runs)}
-    ranked = [lr for lr in lrs if per_lr[lr]["done"]]
-    best = max(ranked, key=lambda lr: per_lr[lr]["val_mean"]) if ranked else None
-    pl = per_lr.get(best, {})
-    return {"lr_backbone": best, "lr_head": None if best is None else best * head_lr_factor,
+def summarise_runs(runs: list[dict], lrs, head_lr_factor: float, batchnorm=("train",)) -> dict:
+    """Choose the fine-tune setting, a (BatchNorm mode, lr) of the grid ``batchnorm`` × ``lrs``, by mean
+    validation accuracy over seeds (ties: the first in grid order, modes outer) and report the test accuracy
+    there (mean ± population std over seeds) and the final train loss (mean over seeds). ``runs``: one dict
+    per fine-tune with ``batchnorm`` (default "train"), ``lr``, ``status``, ``val_acc``, ``test_acc``,
+    ``final_train_loss``, ``seconds``. ``lr_backbone`` and ``batchnorm`` are None if every run failed;
+    ``per_setting`` maps ``"<mode>@<lr>"`` to that setting's means."""
+    per = {}
+    for mode in batchnorm:
+        for lr in lrs:
+            mine = [r for r in runs if r["lr"] == lr and r.get("batchnorm", "train") == mode]
+            ok = [r for r in mine if r["status"] == "done" and r["test_acc"] is not None]
+            losses = [r["final_train_loss"] for r in ok if r.get("final_train_loss") is not None]
+            per[(mode, lr)] = {"val_mean": float(np.mean([r["val_acc"] for r in ok])) if ok else None,
+                               "test_mean": float(np.mean([r["test_acc"] for r in ok])) if ok else None,
+                               "test_std": float(np.std([r["test_acc"] for r in ok])) if ok else None,
+                               "train_loss": float(np.mean(losses)) if losses else None,
+                               "done": len(ok), "failed": sum(r["status"] != "done" for r in mine)}
+    ranked = [k for k in per if per[k]["done"]]
+    best = max(ranked, key=lambda k: per[k]["val_mean"]) if ranked else None
+    pl = per.get(best, {})
+    lr = None if best is None else best[1]
+    return {"lr_backbone": lr, "lr_head": None if lr is None else lr * head_lr_factor, "batchnorm": None if best is None else best[0],
             "val_mean": pl.get("val_mean"), "test_mean": pl.get("test_mean"), "test_std": pl.get("test_std"),
-            "train_loss": pl.get("train_loss"), "seeds_done": pl.get("done", 0), "per_lr": {str(lr): v for lr, v in per_lr.items()},
+            "train_loss": pl.get("train_loss"), "seeds_done": pl.get("done", 0),
+            "per_setting": {f"{m}@{v}": d for (m, v), d in per.items()},
             "seconds": float(sum(r["seconds"] or 0.0 for r in runs))}
+
+
+def run_batchnorm(rec: dict) -> str:
+    """A fine-tune record's BatchNorm mode (its protocol leaves out the default, "train")."""
+    return (rec.get("protocol") or {}).get("batchnorm", "train")
 
 
 def _log_record(rec: dict, log) -> None:
     if rec["kind"] == "finetune":
-        what = f"fine-tune lr {rec['lr_backbone']:g} seed {rec['seed']}"
+        bn = run_batchnorm(rec)
+        what = f"fine-tune lr {rec['lr_backbone']:g} seed {rec['seed']}" + ("" if bn == "train" else f", BatchNorm {bn}")
     else:
         what = f"defrost @ {rec['cut']} seed {rec['seed']}" if rec["kind"] == "defrost" else "linear probe"
     if rec["status"] == "done":
@@ -137,7 +152,7 @@ def _scores(plan: Plan, log, scores_csv: str | Path | None = None) -> dict:
 
 
 def _cell(cp: CellPlan, recs: dict[str, dict], sc: dict, s: Settings) -> dict:
-    runs = [{"lr": j.lr, "seed": j.seed, **recs[j.key]} for j in cp.jobs if j.kind == "finetune"]
+    runs = [{"lr": j.lr, "seed": j.seed, "batchnorm": j.batchnorm, **recs[j.key]} for j in cp.jobs if j.kind == "finetune"]
     probe = next(recs[j.key] for j in cp.jobs if j.kind == "probe")
     defrost = {}
     for j in cp.jobs:
@@ -154,11 +169,12 @@ def _cell(cp: CellPlan, recs: dict[str, dict], sc: dict, s: Settings) -> dict:
         "model": info.model_id, "model_name": model_name(info.model_id), "target": p.spec, "target_name": target_name(p.spec),
         "split": p.note, "n_train": len(p.train), "n_val": len(p.val), "n_test": len(p.test),
         "n_score": sc["n_score"], "n_classes": sc["n_classes"], "cuts": sc["cuts"], "input_size": info.input_size[-1],
-        "ground_truth": summarise_runs(runs, s.backbone_lrs, s.head_lr_factor),
+        "ground_truth": summarise_runs(runs, s.backbone_lrs, s.head_lr_factor, s.batchnorm),
         "probe": {"test_acc": probe["test_acc"], "val_acc": probe["val_acc"], "status": probe["status"]},
         "defrost": {"profile": {c: [v["val_acc"], v["test_acc"]] for c, v in defrost.items()}, "best_cut": best},
         "scores": sc["scores"], "extract_seconds": sc["extract_seconds"],
-        "runs": [{"run_key": j.key, "kind": recs[j.key]["kind"], "lr": j.lr, "cut": j.cut, "seed": j.seed, "status": recs[j.key]["status"],
+        "runs": [{"run_key": j.key, "kind": recs[j.key]["kind"], "lr": j.lr, "batchnorm": j.batchnorm, "cut": j.cut, "seed": j.seed,
+                  "status": recs[j.key]["status"],
                   "val_acc": recs[j.key]["val_acc"], "test_acc": recs[j.key]["test_acc"],
                   "final_train_loss": recs[j.key]["final_train_loss"], "seconds": recs[j.key]["seconds"]} for j in cp.jobs],
     }
@@ -245,9 +261,9 @@ def bench(cfg: Config, *, report_only: bool = False, device: str | None = None, 
     return cells
 
 
-GROUND_TRUTH_COLUMNS = ("target", "model", "lr_backbone", "lr_head", "val_acc_mean", "test_acc_mean", "test_acc_std", "seeds_done",
+GROUND_TRUTH_COLUMNS = ("target", "model", "lr_backbone", "lr_head", "batchnorm", "val_acc_mean", "test_acc_mean", "test_acc_std", "seeds_done",
                         "final_train_loss", "probe_test_acc", "under_trained", "epochs", "input_size", "n_train", "n_val", "n_test",
-                        "best_defrost_cut", "defrost_val_acc", "defrost_test_acc", "val_acc_by_lr", "test_acc_by_lr", "model_id", "target_path",
+                        "best_defrost_cut", "defrost_val_acc", "defrost_test_acc", "val_acc_by_setting", "test_acc_by_setting", "model_id", "target_path",
                         "probe_val_acc", "ground_truth_protocol", "ground_truth_test_acc")
 
 
@@ -261,7 +277,7 @@ def under_trained(cell: dict) -> bool | None:
 
 
 def write_ground_truth(cells: list[dict], s: Settings, path: str | Path) -> Path:
-    """The ground-truth table: one row per (model, target): the fine-tune at its chosen lr, the frozen
+    """The ground-truth table: one row per (model, target): the fine-tune at its chosen (BatchNorm mode, lr), the frozen
     probe, and the ground truth the report judges by (the better of the two by validation accuracy,
     :func:`advisor.bench.metrics.transfer_accuracy`)."""
     path = Path(path)
@@ -278,12 +294,12 @@ def write_ground_truth(cells: list[dict], s: Settings, path: str | Path) -> Path
             best = d["best_cut"]
             ut = under_trained(c)
             truth = transfer_accuracy(g, c.get("probe"))
-            w.writerow([c["target_name"], c["model_name"], fmt(g["lr_backbone"]), fmt(g["lr_head"]), fmt(g["val_mean"]),
+            w.writerow([c["target_name"], c["model_name"], fmt(g["lr_backbone"]), fmt(g["lr_head"]), g.get("batchnorm") or "", fmt(g["val_mean"]),
                         fmt(g["test_mean"]), fmt(g["test_std"]), g["seeds_done"], fmt(g.get("train_loss")),
                         fmt((c.get("probe") or {}).get("test_acc")), "" if ut is None else str(ut).lower(), s.epochs,
                         c.get("input_size", ""), c["n_train"], c["n_val"], c["n_test"],
                         best or "", fmt(d["profile"][best][0]) if best else "", fmt(d["profile"][best][1]) if best else "",
-                        ";".join(f"{lr}:{fmt(v['val_mean'])}" for lr, v in g["per_lr"].items()),
-                        ";".join(f"{lr}:{fmt(v['test_mean'])}" for lr, v in g["per_lr"].items()),
+                        ";".join(f"{k}:{fmt(v['val_mean'])}" for k, v in g["per_setting"].items()),
+                        ";".join(f"{k}:{fmt(v['test_mean'])}" for k, v in g["per_setting"].items()),
                         c["model"], c["target"], fmt((c.get("probe") or {}).get("val_acc")), truth["protocol"], fmt(truth["test"])])
     return path

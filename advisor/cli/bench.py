@@ -73,7 +73,7 @@ def bench(
     defrost_cuts: str | None = typer.Option(None, "--defrost-cuts", help="Defrost runs per (model, target): a count of cuts spread over the default range, or cut names (comma-separated)."),
     defrost_seed: int | None = typer.Option(None, "--defrost-seed", help="The one seed of the defrost runs (default: the config's)."),
     head_init: str | None = typer.Option(None, "--head-init", metavar="random|probe", help="Fine-tunes' new head: 'random', or 'probe' = LP-FT (Kumar et al. 2022), starting from the linear probe (default: the config's)."),
-    batchnorm: str | None = typer.Option(None, "--batchnorm", metavar="train|frozen", help="Fine-tunes' BatchNorm statistics: 'train' (updated) or 'frozen' (pretrained kept; default: the config's)."),
+    batchnorm: str | None = typer.Option(None, "--batchnorm", metavar="MODES", help="Fine-tunes' BatchNorm statistics: 'train' (updated), 'frozen' (pretrained kept) or 'train,frozen' (both run; the mode is chosen on validation with the lr). Default: the config's."),
     estimator: list[str] = typer.Option([], "--estimator", "-e", help="Estimators to score (default: every registered one)."),
     workers: str | None = typer.Option(None, "--workers", help="Processes for independent runs, each with cores // workers torch threads (default: the config's run.workers)."),
     plan: bool = typer.Option(False, "--plan", help="Print the runs of each kind per model and an estimated wall time from a few timed SGD steps per model; train nothing."),
