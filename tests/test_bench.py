@@ -273,7 +273,7 @@ def test_every_setting_is_part_of_the_run_keys(tiny, change):
 def test_the_fine_tune_setting_is_chosen_on_validation_over_batchnorm_modes_and_lrs():
     """summarise_runs picks the (BatchNorm mode, lr) with the best mean validation accuracy over seeds and
     reports that setting's test accuracy; the test part never decides; failed runs count as failed."""
-    from advisor.bench.run import summarise_runs
+    from advisor.bench.ground_truth import summarise_runs
 
     def run(bn, lr, seed, val, test, status="done"):
         return {"batchnorm": bn, "lr": lr, "seed": seed, "val_acc": val, "test_acc": test, "status": status,

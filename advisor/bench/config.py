@@ -16,6 +16,7 @@ import tomllib
 from advisor.data.probe import load_probe
 from advisor.errors import AdvisorError
 from advisor.models.sources import ResolveContext, resolve_model
+from advisor.scale.executor import cpu_cores
 
 BENCH_VERSION = "2"  # bump when the protocol code changes the numbers: run keys include it
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "registry" / "bench.toml"
@@ -40,13 +41,6 @@ def shared_root() -> Path:
     if os.environ.get("ADVISOR_SHARED"):
         return Path(os.environ["ADVISOR_SHARED"]).expanduser()
     return Path(__file__).resolve().parents[3] / "shared"
-
-
-def cpu_cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from advisor.bench.config import BENCH_VERSION, DEFROST_LR, PROBE_RECIPE, Settings, cpu_cores, model_name, target_name
+from advisor.bench.config import BENCH_VERSION, DEFROST_LR, PROBE_RECIPE, Settings, model_name, target_name
 from advisor.bench.identity import ModelInfo
 from advisor.data.splits import TargetParts, target_parts
 from advisor.errors import AdvisorError
 from advisor.models.sources import ResolveContext, resolve_model
 from advisor.ranking.features import PRE_LOGITS
+from advisor.scale.executor import cpu_cores
 
 
 def split_target(spec: str, s: Settings) -> TargetParts:

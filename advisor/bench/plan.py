@@ -12,13 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
-from advisor.bench.config import DEFROST_LR, RUNS_CSV, Config, Settings, cpu_cores, model_name, target_name
+from advisor.bench.config import DEFROST_LR, RUNS_CSV, Config, Settings, model_name, target_name
 from advisor.bench.identity import ModelInfo, model_info, part_identity
 from advisor.bench.jobs import Job, cell_jobs, split_target
 from advisor.bench.units import finished_runs, read_runs
 from advisor.data.splits import TargetParts
 from advisor.models.sources import ResolveContext
 from advisor.ranking.features import PRE_LOGITS
+from advisor.scale.executor import cpu_cores
 
 @dataclass
 class CellPlan:

@@ -114,7 +114,7 @@ def analyse(cells: list[dict], estimators: list[str], truth: str = "transfer") -
         rows.update({e: best[e][t] for e in BASELINES if e in best})
         versus[t] = {name: {"tau": bm.weighted_tau(acc[t], sc), "top1": bm.top1_hit(acc[t], sc), "regret": bm.regret(acc[t], sc)}
                      for name, sc in rows.items()}
-    from advisor.bench.run import under_trained
+    from advisor.bench.ground_truth import under_trained
 
     flags = {k: under_trained(c) for k, c in cell.items()}
     return {"truth": truth, "chosen": chosen, "under_trained": {k: v for k, v in flags.items() if v is not None}, "targets": targets, "models": models, "cell": cell, "acc": acc, "std": std, "best": best, "noise": noise,

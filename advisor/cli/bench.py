@@ -86,11 +86,12 @@ def bench(
     executor: opt.Executor = "serial",
     ray_address: opt.RayAddress = None,
 ) -> None:
-    """Fine-tune every model on every target (lr grid x seeds), defrost at a few cuts, probe linearly, score every estimator; write the ground-truth CSV and bench_report.md."""
+    """Fine-tune every model on every target (BatchNorm mode x lr grid x seeds), defrost at a few cuts, probe linearly, score every estimator; write the ground-truth CSV and bench_report.md."""
     from advisor.bench.config import config_workers, load_config, parse_workers
     from advisor.bench.plan import run_plan
     from advisor.bench.report import write_report
-    from advisor.bench.run import bench as run_bench, write_ground_truth
+    from advisor.bench.ground_truth import write_ground_truth
+    from advisor.bench.run import bench as run_bench
     from advisor.bench.units import provenance
 
     n_workers = parse_workers(workers if workers is not None else config_workers(config))

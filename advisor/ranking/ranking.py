@@ -20,7 +20,7 @@ from advisor.ranking import advisor_score
 from advisor.ranking.decoding import Decoded, Validated, prepare_probe
 from advisor.ranking.extraction import ModelFailed, ModelFeatures, model_attributions, model_features, model_step
 from advisor.ranking.progress import Progress
-from advisor.ranking.scores import best_rows, score_model
+from advisor.ranking.scores import best_rows, model_inputs, refreshed, score_model
 
 DEFAULT_ESTIMATORS = ("advisor-score",)  # advisor.ranking.advisor_score: the evidence-chosen combination (registry/advisor_score.toml)
 
@@ -207,12 +207,10 @@ def rank(
                     failed[model_id] = str(exc)
                     last_error = exc
                     continue
-                inputs = {"logits": mf.logits, "reference": None if ref is None else ref.features,
-                          "reference_attributions": None if ref is None else ref.attributions, "attributions": attrs}
-                mf.inputs = inputs
+                mf.inputs = model_inputs(mf, ref, attrs)
                 feats.append(mf)
-                cut_scores += score_model(mf, probe, ests, inputs, "" if ref is None else ref.key,
-                                          refresh={e.name for e in ests} if model_id in refresh_models else refresh_ests)
+                cut_scores += score_model(mf, probe, ests, mf.inputs, "" if ref is None else ref.key,
+                                          refresh=refreshed(model_id, ests, refresh_models, refresh_ests))
         if not feats:
             raise _none_ranked(models, failed, last_error)
         failed = {m: failed[m] for m in models if m in failed}

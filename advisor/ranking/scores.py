@@ -21,6 +21,20 @@ def cached_scores(mf: ModelFeatures, probe: Probe) -> dict:
         return artifacts.load_scores(con, mf.resolved.fingerprint, probe.hash, mf.preproc_hash)
 
 
+def model_inputs(mf: ModelFeatures, reference, attributions: dict | None) -> dict:
+    """What an estimator may need besides a cut's features (its ``needs``): the model's ``logits``, the
+    target reference's features and DEPARA attributions (``reference``: a
+    :class:`advisor.ranking.reference.TargetReference` or None) and the model's own attributions (cut → array)."""
+    return {"logits": mf.logits, "reference": None if reference is None else reference.features,
+            "reference_attributions": None if reference is None else reference.attributions, "attributions": attributions}
+
+
+def refreshed(model_id: str, estimators: list[Estimator], refresh_models: set[str], refresh_ests: set[str]) -> frozenset[str]:
+    """The estimators whose cached scores of ``model_id`` are recomputed: every one for a model named in
+    ``--refresh``, else those named there."""
+    return frozenset(e.name for e in estimators) if model_id in refresh_models else frozenset(refresh_ests)
+
+
 @dataclass
 class Scored:
     """:func:`compute_scores`' result: ``rows`` (one per estimator × cut, as :func:`score_model` returns

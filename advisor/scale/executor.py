@@ -20,6 +20,14 @@ EXECUTORS = ("serial", "ray")
 MAX_RETRIES = 3  # Ray's retries of a task whose worker died (system failures only)
 
 
+def cpu_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask on Linux, else the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 @dataclass
 class TaskLost:
     """A unit whose task could not finish on Ray (its worker died more than :data:`MAX_RETRIES` times,
@@ -118,8 +126,6 @@ class RayExecutor:
             if self.address:
                 kwargs["address"] = self.address
             elif not os.environ.get("RAY_ADDRESS"):
-                from advisor.bench.config import cpu_cores
-
                 kwargs["num_cpus"] = self.num_cpus or cpu_cores()
                 # Ray runs its workers at niceness 15 by default: behind every other job of the machine
                 # they crawl (a 3-model rank took 4x a serial one on a busy machine); they are the work here

@@ -28,7 +28,7 @@ from advisor.ranking.extraction import (
     store_features,
 )
 from advisor.ranking.progress import Progress
-from advisor.ranking.scores import Scored, cached_scores, compute_scores, score_model, store_scores
+from advisor.ranking.scores import Scored, cached_scores, compute_scores, model_inputs, refreshed, score_model, store_scores
 from advisor.scale.executor import RayExecutor, TaskLost
 from advisor.store import db
 
@@ -73,8 +73,9 @@ def model_task(unit: Unit, shared: dict) -> UnitResult | ModelFailed | AdvisorEr
         if shared["needs_attributions"]:
             attrs, seconds = compute_attributions(mf, probe, decoded, img_size=shared["img_size"], batch_size=shared["batch_size"],
                                                   progress=progress)
-        inputs = {"logits": mf.logits, **shared["inputs"], "attributions": attrs}
-        scored = compute_scores(mf, probe, shared["estimators"], inputs, shared["reference_key"], unit.cached, unit.refresh)
+        reference = shared["reference"]
+        scored = compute_scores(mf, probe, shared["estimators"], model_inputs(mf, reference, attrs),
+                                "" if reference is None else reference.key, unit.cached, unit.refresh)
         return UnitResult(extracted, mf, probe, attrs, seconds, scored)
     except AdvisorError as exc:  # ModelFailed included: the driver tells them apart
         return exc
@@ -87,30 +88,25 @@ def rank_models(executor: RayExecutor, models: list[str], resolved: dict[str, Re
     others computed as Ray tasks. Returns ``(features in model order, cut score rows, failed model →
     its error, probe)``, what the serial loop of :func:`advisor.ranking.ranking.rank` gathers."""
     ref_key = "" if reference is None else reference.key
-    ref_inputs = {"reference": None if reference is None else reference.features,
-                  "reference_attributions": None if reference is None else reference.attributions}
     results: dict[str, tuple[ModelFeatures, list[dict]]] = {}
     failed: dict[str, ModelFailed] = {}
     units: list[Unit] = []
     for model_id in models:  # the driver reads the cache: a fully cached model is never sent
-        refreshed = model_id in refresh_models
-        mf = None if refreshed else cached_features(model_id, resolved[model_id], probe, img_size)
+        mf = None if model_id in refresh_models else cached_features(model_id, resolved[model_id], probe, img_size)
         attrs = None
         if mf is not None and needs_attributions:
             attrs = cached_attributions(mf, probe)
         if mf is not None and (attrs is not None or not needs_attributions):
             progress.end_model(model_id, True)
-            inputs = {"logits": mf.logits, **ref_inputs, "attributions": attrs}
-            mf.inputs = inputs
-            results[model_id] = (mf, score_model(mf, probe, estimators, inputs, ref_key, refresh=refresh_ests))
+            mf.inputs = model_inputs(mf, reference, attrs)
+            results[model_id] = (mf, score_model(mf, probe, estimators, mf.inputs, ref_key, refresh=refresh_ests))
             continue
-        est_refresh = {e.name for e in estimators} if refreshed else refresh_ests
-        units.append(Unit(model_id, resolved[model_id], mf, cached_scores(mf, probe) if mf is not None else {}, frozenset(est_refresh)))
+        units.append(Unit(model_id, resolved[model_id], mf, cached_scores(mf, probe) if mf is not None else {},
+                          refreshed(model_id, estimators, refresh_models, refresh_ests)))
     if units:
         probe, images = decoded.get(probe)
         shared = executor.put({"probe": probe, "images": images, "img_size": img_size, "batch_size": batch_size,
-                               "estimators": estimators, "reference_key": ref_key, "needs_attributions": needs_attributions,
-                               "inputs": ref_inputs})
+                               "estimators": estimators, "reference": reference, "needs_attributions": needs_attributions})
         progress.units("models on Ray", len(units))
         by_id = {u.model_id: u for u in units}
         for model_id, out in executor.run(model_task, [(u.model_id, (u, shared)) for u in units]):
@@ -122,7 +118,7 @@ def rank_models(executor: RayExecutor, models: list[str], resolved: dict[str, Re
                 continue
             if isinstance(out, AdvisorError):  # the probe or the setup, not this model: stop as a serial run does
                 raise out
-            results[model_id] = (out.features, _store(out, probe, estimators, ref_key, ref_inputs, by_id[model_id]))
+            results[model_id] = (out.features, _store(out, probe, estimators, reference, by_id[model_id]))
             progress.unit_done(model_id, False)
     feats, rows = [], []
     for model_id in models:  # model order, whatever order the tasks finished in
@@ -133,14 +129,14 @@ def rank_models(executor: RayExecutor, models: list[str], resolved: dict[str, Re
     return feats, rows, failed, probe
 
 
-def _store(out: UnitResult, probe: Probe, estimators: list[Estimator], ref_key: str, ref_inputs: dict, unit: Unit) -> list[dict]:
+def _store(out: UnitResult, probe: Probe, estimators: list[Estimator], reference, unit: Unit) -> list[dict]:
     """One transaction per model: its features, attributions and scores. Scores cached under features
     this run recomputed (their cache was cleared since) are reconciled as a serial run would."""
     mf = out.features
-    mf.inputs = {"logits": mf.logits, **ref_inputs, "attributions": out.attributions}
+    mf.inputs = model_inputs(mf, reference, out.attributions)
     scored = out.scored
     if out.extracted is not None and not unit.cached and (cached := cached_scores(mf, probe)):
-        scored = compute_scores(mf, probe, estimators, {**mf.inputs}, ref_key, cached, unit.refresh)
+        scored = compute_scores(mf, probe, estimators, {**mf.inputs}, "" if reference is None else reference.key, cached, unit.refresh)
     with db.transaction() as con:
         if out.extracted is not None:
             store_features(con, out.extracted)

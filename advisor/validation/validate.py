@@ -225,11 +225,6 @@ def preprocess_all(loaded, probe: Probe, what: str, needed_by: str):
 
 def _validate_model(model_id, resolved, loaded, st, wanted, train, val, proto, repeats, seed, dev, log, progress=None,
                     executor=None) -> list[ValidationRow]:
-    import torch
-
-    from advisor.validation import finetune as ft
-
-    module = loaded.module
     keys = {(c, seed + r): run_key(resolved.fingerprint, train, val, c, proto, seed + r) for c in wanted for r in range(repeats)}
     done = VALIDATION_RUNS.finished(list(keys.values()), _CACHED_FIELDS)
     rows = [_row_from_cache(model_id, c, s, done[k]) for (c, s), k in keys.items() if k in done]
@@ -244,55 +239,56 @@ def _validate_model(model_id, resolved, loaded, st, wanted, train, val, proto, r
     step = f"{model_id} (fine-tunes)"
     if progress is not None:
         progress.start_model(step, len(todo))
-    module.reset_classifier(train.num_classes)
-    x = {part: preprocess_all(loaded, p, f"the {part} split", "validation") for part, p in (("train", train), ("val", val))}
-    y = {"train": torch.as_tensor(train.labels), "val": torch.as_tensor(val.labels)}
-    theta_a = {k: v.detach().clone() for k, v in module.state_dict().items()}
-    theta_r = {}  # per seed: θ_r of Chen et al. 2022 is the random init with the run's own seed
-    for cut in dict.fromkeys(c for c, _ in todo):
-        frozen = proto.freeze if proto.name == "finetune" else cut
-        t0 = time.perf_counter()
-        module.load_state_dict(theta_a)
-        h = {part: (ft.prefix_activations(st, x[part], frozen) if frozen else x[part]) for part in x}
-        prefix_s = time.perf_counter() - t0
-        for c, s in [t for t in todo if t[0] == cut]:
-            if proto.name == "finetune" and s not in theta_r:
-                theta_r[s] = random_init(resolved, train.num_classes, s)
-            module.load_state_dict(theta_a)  # every run starts from the pretrained weights
-            res = ft.train(st, cut, proto, h["train"], y["train"], h["val"], y["val"], seed=s,
-                           theta_a=theta_a, theta_r=theta_r.get(s), device=dev)
-            store_run(keys[(c, s)], model_id, resolved, train, val, c, proto, s, res, prefix_s, dev)
-            log(f"{model_id} @ {c} seed {s}: {res.status}" + (f", val acc {res.val_acc:.3f} ({res.seconds:.1f} s)" if res.val_acc is not None else f": {res.reason}"))
-            rows.append(ValidationRow(model_id, c, proto.name, s, res.status, res.val_acc, res.best_val_acc, res.seconds,
-                                      res.tfb_mean, res.reason, False, res.history))
-            if progress is not None:
-                progress.advance(1)
+    for (c, s), res, prefix_s in train_runs(loaded, st, resolved, todo, train, val, proto, dev):
+        store_run(keys[(c, s)], model_id, resolved, train, val, c, proto, s, res, prefix_s, dev)
+        log(f"{model_id} @ {c} seed {s}: {res.status}" + (f", val acc {res.val_acc:.3f} ({res.seconds:.1f} s)" if res.val_acc is not None else f": {res.reason}"))
+        rows.append(ValidationRow(model_id, c, proto.name, s, res.status, res.val_acc, res.best_val_acc, res.seconds,
+                                  res.tfb_mean, res.reason, False, res.history))
+        if progress is not None:
+            progress.advance(1)
     if progress is not None:
         progress.end_model(step, False)
-    module.load_state_dict(theta_a)
     return _ordered(rows, wanted)
 
 
-def train_run(model_id, resolved, cut, seed, train, val, proto, dev):
-    """One validation run from scratch (build, preprocess, frozen prefix, train): what a Ray task does
-    (:mod:`advisor.scale.validate`). Returns ``(RunResult, prefix seconds)``; touches no cache."""
+def train_runs(loaded, st, resolved, todo: list[tuple[str, int]], train: Probe, val: Probe, proto, dev: str):
+    """Train every ``(cut, seed)`` of ``todo`` on ``loaded`` (its stages ``st``), each from the pretrained
+    weights θ_a; yields ``((cut, seed), RunResult, prefix seconds)`` as each finishes. The frozen prefix's
+    activations are computed once per cut and shared by that cut's seeds; a fine-tune also gets θ_r, the
+    random init under its own seed (Chen et al. 2022). Touches no cache; the model ends at θ_a again."""
     import torch
 
     from advisor.validation import finetune as ft
 
-    loaded, st, _ = prepare_model(model_id, resolved, [cut], proto)
     module = loaded.module
     module.reset_classifier(train.num_classes)
     x = {part: preprocess_all(loaded, p, f"the {part} split", "validation") for part, p in (("train", train), ("val", val))}
+    y = {"train": torch.as_tensor(train.labels), "val": torch.as_tensor(val.labels)}
     theta_a = {k: v.detach().clone() for k, v in module.state_dict().items()}
-    frozen = proto.freeze if proto.name == "finetune" else cut
-    t0 = time.perf_counter()
-    h = {part: (ft.prefix_activations(st, x[part], frozen) if frozen else x[part]) for part in x}
-    prefix_s = time.perf_counter() - t0
-    theta_r = random_init(resolved, train.num_classes, seed) if proto.name == "finetune" else None
-    module.load_state_dict(theta_a)
-    res = ft.train(st, cut, proto, h["train"], torch.as_tensor(train.labels), h["val"], torch.as_tensor(val.labels), seed=seed,
-                   theta_a=theta_a, theta_r=theta_r, device=dev)
+    theta_r = {}
+    try:
+        for cut in dict.fromkeys(c for c, _ in todo):
+            frozen = proto.freeze if proto.name == "finetune" else cut
+            t0 = time.perf_counter()
+            module.load_state_dict(theta_a)
+            h = {part: (ft.prefix_activations(st, x[part], frozen) if frozen else x[part]) for part in x}
+            prefix_s = time.perf_counter() - t0
+            for c, s in [t for t in todo if t[0] == cut]:
+                if proto.name == "finetune" and s not in theta_r:
+                    theta_r[s] = random_init(resolved, train.num_classes, s)
+                module.load_state_dict(theta_a)
+                res = ft.train(st, cut, proto, h["train"], y["train"], h["val"], y["val"], seed=s,
+                               theta_a=theta_a, theta_r=theta_r.get(s), device=dev)
+                yield (c, s), res, prefix_s
+    finally:
+        module.load_state_dict(theta_a)
+
+
+def train_run(model_id, resolved, cut, seed, train, val, proto, dev):
+    """One validation run from scratch (build, then :func:`train_runs`): what a Ray task does
+    (:mod:`advisor.scale.validate`). Returns ``(RunResult, prefix seconds)``; touches no cache."""
+    loaded, st, _ = prepare_model(model_id, resolved, [cut], proto)
+    (_, res, prefix_s), = train_runs(loaded, st, resolved, [(cut, seed)], train, val, proto, dev)
     return res, prefix_s
 
 
