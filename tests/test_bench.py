@@ -283,29 +283,48 @@ def test_the_fine_tune_setting_is_chosen_on_validation_over_batchnorm_modes_and_
             run("train", 0.001, 0, 0.50, 0.50), run("train", 0.001, 1, 0.52, 0.50),
             run("frozen", 0.01, 0, 0.70, 0.80), run("frozen", 0.01, 1, 0.74, 0.84),  # best validation
             run("frozen", 0.001, 0, 0.90, 0.10, status="failed: diverged"), run("frozen", 0.001, 1, 0.40, 0.40)]
-    g = summarise_runs(runs, (0.01, 0.001), 10.0, ("train", "frozen"))
+    grid = [("train", 0.01), ("train", 0.001), ("frozen", 0.01), ("frozen", 0.001)]
+    g = summarise_runs(runs, grid, 10.0)
     assert (g["batchnorm"], g["lr_backbone"], g["lr_head"]) == ("frozen", 0.01, pytest.approx(0.1))
     assert g["val_mean"] == pytest.approx(0.72) and g["test_mean"] == pytest.approx(0.82) and g["test_std"] == pytest.approx(0.02)
     assert g["seeds_done"] == 2 and list(g["per_setting"]) == ["train@0.01", "train@0.001", "frozen@0.01", "frozen@0.001"]
     assert g["per_setting"]["frozen@0.001"]["done"] == 1 and g["per_setting"]["frozen@0.001"]["failed"] == 1
-    # one mode only: the other mode's runs are not part of the grid; ties go to the first setting of the grid
-    assert summarise_runs(runs, (0.01, 0.001), 10.0)["batchnorm"] == "train"
+    # runs outside the grid do not count; ties go to the first setting of the grid
+    assert summarise_runs(runs, grid[:2], 10.0)["batchnorm"] == "train"
+    assert summarise_runs(runs, [("train", 0.01), ("frozen", 0.001)], 10.0)["lr_backbone"] == 0.01  # frozen@0.001: 0.40
     tie = [run("train", 0.01, 0, 0.5, 0.3), run("frozen", 0.01, 0, 0.5, 0.9)]
-    assert summarise_runs(tie, (0.01,), 10.0, ("train", "frozen"))["batchnorm"] == "train"
-    assert summarise_runs([run("train", 0.01, 0, 0.5, 0.5, "failed: x")], (0.01,), 10.0)["batchnorm"] is None
+    assert summarise_runs(tie, [("train", 0.01), ("frozen", 0.01)], 10.0)["batchnorm"] == "train"
+    assert summarise_runs([run("train", 0.01, 0, 0.5, 0.5, "failed: x")], [("train", 0.01)], 10.0)["batchnorm"] is None
 
 
-@pytest.mark.parametrize("value, message", [("", "--batchnorm is empty"), ("train,train", "repeats a mode"),
-                                            ("train,off", "batchnorm 'off' is not one of train, frozen"), (["frozen", " Train "], None)])
+@pytest.mark.parametrize("value, message", [("", "--batchnorm is empty"), ("train,train", "repeats an entry"),
+                                            ("train,off", "batchnorm 'off' is not one of train, frozen"),
+                                            ("frozen@abc", "'abc' is not a positive learning rate"),
+                                            ("frozen@-1", "'-1' is not a positive learning rate"),
+                                            ("frozen@1e-3,frozen@0.001", "repeats an entry"),
+                                            (["frozen", " Train "], ("frozen", "train")),
+                                            ("train, FROZEN@1e-3", ("train", "frozen@0.001"))])
 def test_batchnorm_grid_parsing(value, message):
     from advisor.bench.config import parse_batchnorm
     from advisor.errors import AdvisorError
 
-    if message is None:
-        assert parse_batchnorm(value) == ("frozen", "train")
+    if isinstance(message, tuple):
+        assert parse_batchnorm(value) == message
     else:
         with pytest.raises(AdvisorError, match=message):
             parse_batchnorm(value)
+
+
+def test_the_fine_tune_grid_expands_modes_over_the_lrs(tiny):
+    from advisor.bench.config import Settings, load_config
+    from advisor.errors import AdvisorError
+
+    s = Settings(backbone_lrs=(0.01, 0.001), batchnorm=("train", "frozen@0.001"))
+    assert s.grid() == [("train", 0.01), ("train", 0.001), ("frozen", 0.001)]
+    assert Settings(backbone_lrs=(0.01,), batchnorm=("frozen",)).grid() == [("frozen", 0.01)]
+    models, targets = tiny
+    with pytest.raises(AdvisorError, match="the fine-tune grid has train@0.01 twice"):
+        load_config(models=models[:1], targets=[str(targets[0])], lrs=[0.01, 0.001], batchnorm="train,train@0.01", estimators=["knn"])
 
 
 def test_a_cap_above_the_model_size_changes_no_key(tiny):

@@ -61,12 +61,21 @@ class Settings:
     defrost_seed: int = 0
     estimators: tuple[str, ...] = ()
     head_init: str = "random"  # fine-tunes: "random" head, or "probe" = LP-FT (Kumar et al. 2022)
-    # fine-tunes' BatchNorm modes, a grid like the lrs: "train" updates the statistics, "frozen" keeps the pretrained
-    # ones; with both, the mode is chosen per (model, target) on the validation part together with the lr
+    # fine-tunes' BatchNorm modes: "train" updates the statistics, "frozen" keeps the pretrained ones. A mode alone
+    # runs at every lr of backbone_lrs, "mode@lr" at that lr only; the (mode, lr) settings are chosen on validation
     batchnorm: tuple[str, ...] = ("train",)
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def grid(self) -> list[tuple[str, float]]:
+        """The fine-tunes' settings, (BatchNorm mode, backbone lr) in order: each ``batchnorm`` entry expanded
+        (a mode alone over ``backbone_lrs``, ``mode@lr`` as itself)."""
+        out = []
+        for entry in self.batchnorm:
+            mode, _, lr = entry.partition("@")
+            out += [(mode, float(lr))] if lr else [(mode, v) for v in self.backbone_lrs]
+        return out
 
     def key(self) -> str:
         return hashlib.sha256(json.dumps([BENCH_VERSION, self.as_dict()], sort_keys=True).encode()).hexdigest()[:20]
@@ -113,23 +122,40 @@ def parse_defrost_cuts(value) -> int | tuple[str, ...]:
     return count
 
 
+def setting_label(mode: str, lr: float) -> str:
+    """A fine-tune setting as text: ``frozen@0.001``."""
+    return f"{mode}@{lr:g}"
+
+
 def parse_batchnorm(value) -> tuple[str, ...]:
-    """``--batchnorm``: one mode or a comma-separated grid of ``train`` / ``frozen`` (a TOML string or
-    list in the config), lower-cased, in the order given. Empty, unknown or repeated modes are a
-    one-line error."""
+    """``--batchnorm``: comma-separated entries (a TOML string or list in the config), each a mode, ``train``
+    or ``frozen`` (run at every lr of the grid), or ``mode@lr`` (that one setting), lower-cased, in the order
+    given. Empty entries lists, unknown modes, a bad lr and an entry that repeats a setting are a one-line error."""
     from advisor.validation.finetune import BATCHNORM_MODES
 
     items = value if isinstance(value, (list, tuple)) else str(value).split(",")
-    modes = tuple(str(v).strip().lower() for v in items if str(v).strip())
-    hint = '--batchnorm train,frozen (or batchnorm = ["train", "frozen"] under [protocol] in the config)'
-    if not modes:
-        raise AdvisorError("--batchnorm is empty", f"give one or both of {', '.join(BATCHNORM_MODES)}, e.g. {hint}")
-    bad = [m for m in modes if m not in BATCHNORM_MODES]
-    if bad:
-        raise AdvisorError(f"batchnorm '{bad[0]}' is not one of {', '.join(BATCHNORM_MODES)}", f"e.g. {hint}")
-    if len(set(modes)) != len(modes):
-        raise AdvisorError(f"--batchnorm repeats a mode: {', '.join(modes)}", f"give each mode once, e.g. {hint}")
-    return modes
+    entries = [str(v).strip().lower() for v in items if str(v).strip()]
+    hint = '--batchnorm train,frozen@0.001 (or batchnorm = ["train", "frozen@0.001"] under [protocol] in the config)'
+    if not entries:
+        raise AdvisorError("--batchnorm is empty", f"give modes ({', '.join(BATCHNORM_MODES)}), each alone or as mode@lr, e.g. {hint}")
+    out = []
+    for entry in entries:
+        mode, at, lr = (p.strip() for p in entry.partition("@"))
+        if mode not in BATCHNORM_MODES:
+            raise AdvisorError(f"batchnorm '{mode}' is not one of {', '.join(BATCHNORM_MODES)}", f"e.g. {hint}")
+        if at:
+            try:
+                rate = float(lr)
+            except ValueError:
+                rate = math.nan
+            if not (rate > 0 and math.isfinite(rate)):
+                raise AdvisorError(f"--batchnorm '{entry}': '{lr}' is not a positive learning rate", f"e.g. {hint}")
+            out.append(setting_label(mode, rate))
+        else:
+            out.append(mode)
+    if len(set(out)) != len(out):
+        raise AdvisorError(f"--batchnorm repeats an entry: {', '.join(out)}", f"give each once, e.g. {hint}")
+    return tuple(out)
 
 
 def parse_workers(value) -> int:
@@ -228,6 +254,11 @@ def _check_settings(s: Settings) -> None:
     if s.head_init not in HEAD_INITS:
         raise AdvisorError(f"head_init '{s.head_init}' is not one of {', '.join(HEAD_INITS)}",
                            '--head-init probe (LP-FT), or head_init = "probe" under [protocol] in the config')
+    grid = s.grid()
+    if len(set(grid)) != len(grid):
+        twice = next(g for g in grid if grid.count(g) > 1)
+        raise AdvisorError(f"the fine-tune grid has {setting_label(*twice)} twice (--batchnorm {','.join(s.batchnorm)} with --lrs "
+                           f"{','.join(f'{v:g}' for v in s.backbone_lrs)})", "give a mode alone (every lr) or as mode@lr, not both")
     if len(set(s.seeds)) != len(s.seeds):
         raise AdvisorError(f"--seeds repeats a seed: {list(s.seeds)}", "give distinct seeds, e.g. --seeds 0,1")
 

@@ -9,28 +9,27 @@ from pathlib import Path
 
 import numpy as np
 
-from advisor.bench.config import Settings
+from advisor.bench.config import Settings, setting_label
 from advisor.bench.metrics import transfer_accuracy
 
 
-def summarise_runs(runs: list[dict], lrs, head_lr_factor: float, batchnorm=("train",)) -> dict:
-    """Choose the fine-tune setting, a (BatchNorm mode, lr) of the grid ``batchnorm`` × ``lrs``, by mean
-    validation accuracy over seeds (ties: the first in grid order, modes outer) and report the test accuracy
-    there (mean ± population std over seeds) and the final train loss (mean over seeds). ``runs``: one dict
-    per fine-tune with ``batchnorm`` (default "train"), ``lr``, ``status``, ``val_acc``, ``test_acc``,
+def summarise_runs(runs: list[dict], grid, head_lr_factor: float) -> dict:
+    """Choose the fine-tune setting, a (BatchNorm mode, backbone lr) of ``grid`` (``Settings.grid()``), by
+    mean validation accuracy over seeds (ties: the first in grid order) and report the test accuracy there
+    (mean ± population std over seeds) and the final train loss (mean over seeds). ``runs``: one dict per
+    fine-tune with ``batchnorm`` (default "train"), ``lr``, ``status``, ``val_acc``, ``test_acc``,
     ``final_train_loss``, ``seconds``. ``lr_backbone`` and ``batchnorm`` are None if every run failed;
     ``per_setting`` maps ``"<mode>@<lr>"`` to that setting's means."""
     per = {}
-    for mode in batchnorm:
-        for lr in lrs:
-            mine = [r for r in runs if r["lr"] == lr and r.get("batchnorm", "train") == mode]
-            ok = [r for r in mine if r["status"] == "done" and r["test_acc"] is not None]
-            losses = [r["final_train_loss"] for r in ok if r.get("final_train_loss") is not None]
-            per[(mode, lr)] = {"val_mean": float(np.mean([r["val_acc"] for r in ok])) if ok else None,
-                               "test_mean": float(np.mean([r["test_acc"] for r in ok])) if ok else None,
-                               "test_std": float(np.std([r["test_acc"] for r in ok])) if ok else None,
-                               "train_loss": float(np.mean(losses)) if losses else None,
-                               "done": len(ok), "failed": sum(r["status"] != "done" for r in mine)}
+    for mode, lr in grid:
+        mine = [r for r in runs if r["lr"] == lr and r.get("batchnorm", "train") == mode]
+        ok = [r for r in mine if r["status"] == "done" and r["test_acc"] is not None]
+        losses = [r["final_train_loss"] for r in ok if r.get("final_train_loss") is not None]
+        per[(mode, lr)] = {"val_mean": float(np.mean([r["val_acc"] for r in ok])) if ok else None,
+                           "test_mean": float(np.mean([r["test_acc"] for r in ok])) if ok else None,
+                           "test_std": float(np.std([r["test_acc"] for r in ok])) if ok else None,
+                           "train_loss": float(np.mean(losses)) if losses else None,
+                           "done": len(ok), "failed": sum(r["status"] != "done" for r in mine)}
     ranked = [k for k in per if per[k]["done"]]
     best = max(ranked, key=lambda k: per[k]["val_mean"]) if ranked else None
     pl = per.get(best, {})
@@ -38,7 +37,7 @@ def summarise_runs(runs: list[dict], lrs, head_lr_factor: float, batchnorm=("tra
     return {"lr_backbone": lr, "lr_head": None if lr is None else lr * head_lr_factor, "batchnorm": None if best is None else best[0],
             "val_mean": pl.get("val_mean"), "test_mean": pl.get("test_mean"), "test_std": pl.get("test_std"),
             "train_loss": pl.get("train_loss"), "seeds_done": pl.get("done", 0),
-            "per_setting": {f"{m}@{v}": d for (m, v), d in per.items()},
+            "per_setting": {setting_label(m, v): d for (m, v), d in per.items()},
             "seconds": float(sum(r["seconds"] or 0.0 for r in runs))}
 
 

@@ -52,12 +52,12 @@ class Job:
 def protocol(backbone_lr: float, s: Settings, per_class: float, batchnorm: str | None = None):
     """Plested & Gedeon 2019's full fine-tune (nothing frozen): backbone at ``backbone_lr``, head at factor × that;
     the head starts at random or (``s.head_init == "probe"``, LP-FT, Kumar et al. 2022) as the linear probe;
-    BatchNorm statistics ``batchnorm`` (default: the first mode of ``s.batchnorm``)."""
+    BatchNorm statistics ``batchnorm`` (default: the first setting of ``s.grid()``)."""
     from advisor.validation import finetune as ft
 
     return replace(ft.finetune(per_class, epochs=s.epochs, freeze=None, batch_size=s.batch_size),
                    lr=backbone_lr * s.head_lr_factor, lr_transferred=backbone_lr, head_init=s.head_init,
-                   batchnorm=batchnorm or s.batchnorm[0])
+                   batchnorm=batchnorm or s.grid()[0][0])
 
 
 def run_key(kind: str, model_key: str, part_keys, payload: dict) -> str:
@@ -68,7 +68,7 @@ def run_key(kind: str, model_key: str, part_keys, payload: dict) -> str:
 
 
 def cell_jobs(info: ModelInfo, parts: TargetParts, s: Settings, part_keys, weights_dir, device: str) -> list[Job]:
-    """Every run of one (model, target): its linear probe, the fine-tunes (BatchNorm mode × lr × seed) and
+    """Every run of one (model, target): its linear probe, the fine-tunes (``s.grid()`` × seed) and
     the defrost runs (cut × ``defrost_seed``), in that order."""
     from advisor.validation import finetune as ft
 
@@ -79,12 +79,11 @@ def cell_jobs(info: ModelInfo, parts: TargetParts, s: Settings, part_keys, weigh
     size = list(info.input_size)
     jobs = [Job(run_key("probe", info.identity, part_keys, {"recipe": PROBE_RECIPE, "input_size": size}), "probe",
                 protocol={"recipe": PROBE_RECIPE}, seed=0, **common)]
-    for mode in s.batchnorm:
-        for lr in s.backbone_lrs:
-            proto = protocol(lr, s, per_class, mode).as_dict()
-            for seed in s.seeds:
-                key = run_key("finetune", info.identity, part_keys, {"protocol": proto, "seed": seed, "input_size": size})
-                jobs.append(Job(key, "finetune", protocol=proto, lr=lr, seed=seed, batchnorm=mode, **common))
+    for mode, lr in s.grid():
+        proto = protocol(lr, s, per_class, mode).as_dict()
+        for seed in s.seeds:
+            key = run_key("finetune", info.identity, part_keys, {"protocol": proto, "seed": seed, "input_size": size})
+            jobs.append(Job(key, "finetune", protocol=proto, lr=lr, seed=seed, batchnorm=mode, **common))
     dproto = ft.defrost(epochs=s.epochs, lr=DEFROST_LR, batch_size=s.batch_size).as_dict()
     for cut in info.defrost_cuts:
         key = run_key("defrost", info.identity, part_keys, {"protocol": dproto, "cut": cut, "seed": s.defrost_seed, "input_size": size})

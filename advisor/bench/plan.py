@@ -207,8 +207,8 @@ def plan_report(plan: Plan, timings: dict[str, dict], est: dict, threads: int, i
              (f"settings: img_size cap {s.img_size or 'none (each model its own size)'}, max_train {s.max_train}, epochs {s.epochs}, "
               f"backbone lrs {', '.join(f'{v:g}' for v in s.backbone_lrs)}, seeds {', '.join(map(str, s.seeds))}, batch {s.batch_size}, "
               f"defrost cuts {s.defrost_cuts if isinstance(s.defrost_cuts, int) else ','.join(s.defrost_cuts)} x seed {s.defrost_seed}, "
-              f"fine-tunes' head {s.head_init}{' (LP-FT)' if s.head_init == 'probe' else ''}, BatchNorm statistics {' + '.join(s.batchnorm)}"
-              f"{' (chosen on validation with the lr)' if len(s.batchnorm) > 1 else ''}, "
+              f"fine-tunes' head {s.head_init}{' (LP-FT)' if s.head_init == 'probe' else ''}, BatchNorm statistics {', '.join(s.batchnorm)}"
+              f"{f' (fine-tune grid {len(s.grid())} settings, chosen on validation)' if len(s.grid()) > len(s.backbone_lrs) else ''}, "
               f"{len(s.estimators)} estimators"),
              "targets: " + "; ".join(f"{target_name(t)} (train {len(p.train)} / val {len(p.val)} / test {len(p.test)} / scored {len(p.score)})"
                                      for t, p in plan.parts.items()),
@@ -252,8 +252,8 @@ def plan_report(plan: Plan, timings: dict[str, dict], est: dict, threads: int, i
     dom = max(share, key=share.get)
     pixels = "" if not s.img_size else (f"; img_size {s.img_size} gives the 224-260 px ImageNet models "
                                          f"{s.img_size ** 2 / 224 ** 2:.2f}-{s.img_size ** 2 / 260 ** 2:.2f} x their own pixels")
-    lines.append(f"what dominates: {label[dom]} ({share[dom]:.0%}). Fine-tune time scales linearly with each of BatchNorm modes ({len(s.batchnorm)}), "
-                 f"lrs ({len(s.backbone_lrs)}), "
+    lines.append(f"what dominates: {label[dom]} ({share[dom]:.0%}). Fine-tune time scales linearly with each of the grid's settings "
+                 f"({len(s.grid())}: BatchNorm modes x lrs), "
                  f"seeds ({len(s.seeds)}), epochs ({s.epochs}) and max_train ({s.max_train}), and a step with the input pixels{pixels}; "
                  f"defrost time with defrost_cuts x epochs. Costliest models: {top}.")
     return "\n".join(lines)

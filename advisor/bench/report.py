@@ -176,8 +176,8 @@ def markdown(a: dict, settings: dict, command: str, plots: dict[str, str], prove
              "## Protocol", "",
              ("Per (model, target), on the target's train/test split (its own split folders or arrays, else a stratified hold-out; "
               "per target below): a full fine-tune (cut `pre_logits`, nothing frozen; "
-              "the schedule of Plested & Gedeon 2019, `advisor.validation.finetune`) for each setting of the grid (`batchnorm` mode × "
-              "backbone lr; new head at `head_lr_factor` × the lr) and each seed, at the model's own input size or the `img_size` cap, "
+              "the schedule of Plested & Gedeon 2019, `advisor.validation.finetune`) for each setting of the grid (BatchNorm mode and "
+              "backbone lr, from `batchnorm` and `backbone_lrs`; new head at `head_lr_factor` × the lr) and each seed, at the model's own input size or the `img_size` cap, "
               "whichever is smaller, the setting chosen by mean accuracy over seeds on a stratified validation part of the training "
               "pool; and a frozen linear probe "
               "(a logistic regression on the `pre_logits` features of the same training part). **Ground truth** (the accuracy "
@@ -229,7 +229,7 @@ def markdown(a: dict, settings: dict, command: str, plots: dict[str, str], prove
     modes = [c["ground_truth"].get("batchnorm") for c in a["cell"].values() if c["ground_truth"].get("batchnorm")]
     n_frozen = sum(m == "frozen" for m in modes)
     bn_note = (f" The fine-tune's BatchNorm mode chosen on validation: frozen statistics for {n_frozen} of {len(modes)} pairs, "
-               f"updated for {len(modes) - n_frozen}." if len(set(settings.get("batchnorm") or ())) > 1 else "")
+               f"updated for {len(modes) - n_frozen}." if len({b.split("@")[0] for b in settings.get("batchnorm") or ()}) > 1 else "")
     lines += ["", (f"{n_ut} of {len(a['under_trained'])} pairs under-trained; validation chose the probe for {n_probe} of "
                    f"{len(a['chosen'])} pairs." + bn_note) if a["under_trained"] else "No pair has both a probe and a fine-tune.", ""]
     lines += ["", "Best defrost cut (Gerace et al. 2023's protocol, by validation accuracy) per model and target:", "",

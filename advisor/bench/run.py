@@ -137,7 +137,7 @@ def _cell(cp: CellPlan, recs: dict[str, dict], sc: dict, s: Settings) -> dict:
         "model": info.model_id, "model_name": model_name(info.model_id), "target": p.spec, "target_name": target_name(p.spec),
         "split": p.note, "n_train": len(p.train), "n_val": len(p.val), "n_test": len(p.test),
         "n_score": sc["n_score"], "n_classes": sc["n_classes"], "cuts": sc["cuts"], "input_size": info.input_size[-1],
-        "ground_truth": summarise_runs(runs, s.backbone_lrs, s.head_lr_factor, s.batchnorm),
+        "ground_truth": summarise_runs(runs, s.grid(), s.head_lr_factor),
         "probe": {"test_acc": probe["test_acc"], "val_acc": probe["val_acc"], "status": probe["status"]},
         "defrost": {"profile": {c: [v["val_acc"], v["test_acc"]] for c, v in defrost.items()}, "best_cut": best},
         "scores": sc["scores"], "extract_seconds": sc["extract_seconds"],

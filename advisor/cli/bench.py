@@ -51,13 +51,13 @@ def _bench_log(bars: ProgressBars):
     return log
 
 
-def _numbers(text: str | None, kind, option: str) -> list | None:
+def _numbers(text: str | None, kind, option: str, example: str) -> list | None:
     if text is None:
         return None
     try:
         return [kind(v) for v in _split([text])]
     except ValueError:
-        raise AdvisorError(f"{option} '{text}' is not a comma-separated list of numbers", f"e.g. {option} 0,1") from None
+        raise AdvisorError(f"{option} '{text}' is not a comma-separated list of numbers", f"e.g. {option} {example}") from None
 
 
 @app.command(epilog=EXAMPLE)
@@ -73,7 +73,7 @@ def bench(
     defrost_cuts: str | None = typer.Option(None, "--defrost-cuts", help="Defrost runs per (model, target): a count of cuts spread over the default range, or cut names (comma-separated)."),
     defrost_seed: int | None = typer.Option(None, "--defrost-seed", help="The one seed of the defrost runs (default: the config's)."),
     head_init: str | None = typer.Option(None, "--head-init", metavar="random|probe", help="Fine-tunes' new head: 'random', or 'probe' = LP-FT (Kumar et al. 2022), starting from the linear probe (default: the config's)."),
-    batchnorm: str | None = typer.Option(None, "--batchnorm", metavar="MODES", help="Fine-tunes' BatchNorm statistics: 'train' (updated), 'frozen' (pretrained kept) or 'train,frozen' (both run; the mode is chosen on validation with the lr). Default: the config's."),
+    batchnorm: str | None = typer.Option(None, "--batchnorm", metavar="MODES", help="Fine-tunes' BatchNorm statistics: 'train' (updated) or 'frozen' (pretrained kept), each at every lr or as mode@lr at one, comma-separated; every (mode, lr) runs and validation chooses, e.g. train,frozen@0.001. Default: the config's."),
     estimator: list[str] = typer.Option([], "--estimator", "-e", help="Estimators to score (default: every registered one)."),
     workers: str | None = typer.Option(None, "--workers", help="Processes for independent runs, each with cores // workers torch threads (default: the config's run.workers)."),
     plan: bool = typer.Option(False, "--plan", help="Print the runs of each kind per model and an estimated wall time from a few timed SGD steps per model; train nothing."),
@@ -96,7 +96,7 @@ def bench(
 
     n_workers = parse_workers(workers if workers is not None else config_workers(config))
     cfg = load_config(config, models=model_ids_option(models) or None, targets=_split(targets) or None, epochs=epochs,
-                        seeds=_numbers(seeds, int, "--seeds"), lrs=_numbers(lrs, float, "--lrs"), max_train=max_train,
+                        seeds=_numbers(seeds, int, "--seeds", "0,1"), lrs=_numbers(lrs, float, "--lrs", "0.01,0.001"), max_train=max_train,
                         estimators=_split(estimator) or None, img_size=img_size, defrost_cuts=defrost_cuts,
                         defrost_seed=defrost_seed, weights_dir=weights_dir, head_init=head_init, batchnorm=batchnorm)
     from advisor.scale.executor import started
