@@ -66,6 +66,7 @@ def write_ground_truth(cells: list[dict], s: Settings, path: str | Path) -> Path
     def fmt(v):
         return "" if v is None else (f"{v:.6g}" if isinstance(v, float) else v)
 
+    grid = [setting_label(*g) for g in s.grid()]  # column order: the grid's, whether cells come fresh or from the cache (sorted JSON)
     with path.open("w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(GROUND_TRUTH_COLUMNS)
@@ -79,7 +80,7 @@ def write_ground_truth(cells: list[dict], s: Settings, path: str | Path) -> Path
                         fmt((c.get("probe") or {}).get("test_acc")), "" if ut is None else str(ut).lower(), s.epochs,
                         c.get("input_size", ""), c["n_train"], c["n_val"], c["n_test"],
                         best or "", fmt(d["profile"][best][0]) if best else "", fmt(d["profile"][best][1]) if best else "",
-                        ";".join(f"{k}:{fmt(v['val_mean'])}" for k, v in g["per_setting"].items()),
-                        ";".join(f"{k}:{fmt(v['test_mean'])}" for k, v in g["per_setting"].items()),
+                        ";".join(f"{k}:{fmt(g['per_setting'][k]['val_mean'])}" for k in grid if k in g["per_setting"]),
+                        ";".join(f"{k}:{fmt(g['per_setting'][k]['test_mean'])}" for k in grid if k in g["per_setting"]),
                         c["model"], c["target"], fmt((c.get("probe") or {}).get("val_acc")), truth["protocol"], fmt(truth["test"])])
     return path

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from advisor.bench import metrics as bm
+from advisor.bench.ground_truth import under_trained
 from advisor.bench.plots import fmt, mean_or_none, plot_scatter, plot_tau
 
 
@@ -114,8 +115,6 @@ def analyse(cells: list[dict], estimators: list[str], truth: str = "transfer") -
         rows.update({e: best[e][t] for e in BASELINES if e in best})
         versus[t] = {name: {"tau": bm.weighted_tau(acc[t], sc), "top1": bm.top1_hit(acc[t], sc), "regret": bm.regret(acc[t], sc)}
                      for name, sc in rows.items()}
-    from advisor.bench.ground_truth import under_trained
-
     flags = {k: under_trained(c) for k, c in cell.items()}
     return {"truth": truth, "chosen": chosen, "under_trained": {k: v for k, v in flags.items() if v is not None}, "targets": targets, "models": models, "cell": cell, "acc": acc, "std": std, "best": best, "noise": noise,
             "tau_best": tau_best, "tau_pre": tau_pre, "per_estimator": per_est, "loto": loto, "loto_targets": loto_targets,
@@ -210,7 +209,7 @@ def markdown(a: dict, settings: dict, command: str, plots: dict[str, str], prove
                 row.append(f"{g['test_mean']:.3f} ± {g['test_std']:.3f} (ft, lr {g['lr_backbone']:g}{bn})")
         lines.append(f"| {m} | " + " | ".join(row) + " |")
     lines += ["", "## Fine-tune vs frozen linear probe", "",
-              ("Per pair: the probe's and the fine-tune's (chosen lr, mean over seeds) validation and test accuracy, and the "
+              ("Per pair: the probe's and the fine-tune's (chosen setting, mean over seeds) validation and test accuracy, and the "
                "fine-tune's final train loss (mean over seeds, last epoch). **under-trained**: the fine-tune's test accuracy "
                "ended below the probe's; the ground truth column says which protocol validation chose."), "",
               "| target | model | input px | probe val / test | fine-tune val / test | final train loss | ground truth | flag |",
