@@ -120,9 +120,9 @@ def test_a_cache_with_positional_versions_keeps_working_under_named_migrations(a
     """A complete cache of the positional scheme: its record becomes names, no migration runs twice,
     its rows stay, and a migration appended later (a new name) is applied once."""
     _positional_cache(len(schema.POSITIONAL))
-    with db.transaction() as con:  # a write: converts the record, applies nothing (all five are there)
+    with db.transaction() as con:  # a write: converts the record and applies only the migrations named since
         assert con.execute("SELECT run_id FROM runs").fetchall() == [("old",)]
-    assert sorted(_recorded()) == sorted(schema.POSITIONAL)
+    assert sorted(_recorded()) == sorted(name for name, _ in schema.MIGRATIONS)
     assert [name for name, _ in schema.MIGRATIONS[:len(schema.POSITIONAL)]] == list(schema.POSITIONAL)
     extra = ("test_extra_table", "CREATE TABLE test_extra (x INTEGER);")
     monkeypatch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS + (extra,))
@@ -214,3 +214,26 @@ def test_ctrl_c_is_recorded_as_interrupted_not_failed(tmp_path, monkeypatch):
     repro.finish_run(b, error=ValueError("x"))
     status = {r["run_id"]: r["status"] for r in repro.list_runs()}
     assert status[a] == "interrupted" and status[b] == "failed: ValueError"
+
+
+def test_a_command_killed_while_running_reads_killed_not_running(tmp_path, monkeypatch):
+    """kill -9 leaves no chance to record how a command ended: `advisor runs` sees that its process is
+    gone and says so; a command still running (this process) stays 'running'; the cache is not changed."""
+    import signal
+    import subprocess
+    import sys
+
+    from advisor.store import repro
+
+    monkeypatch.setenv("ADVISOR_HOME", str(tmp_path))
+    mine = repro.start_run("rank", {})
+    child = subprocess.Popen([sys.executable, "-c", "import time; from advisor.store import repro; "
+                              "print(repro.start_run('validate', {}), flush=True); time.sleep(60)"],
+                             stdout=subprocess.PIPE, text=True, env={**os.environ, "ADVISOR_HOME": str(tmp_path)})
+    killed = child.stdout.readline().strip()
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    status = {r["run_id"]: r["status"] for r in repro.list_runs()}
+    assert status[mine] == "running" and status[killed] == f"killed (process {child.pid} gone)"
+    with db.connect(read_only=True) as con:
+        assert con.execute("SELECT status FROM runs WHERE run_id = ?", [killed]).fetchone()[0] == "running"

@@ -13,6 +13,8 @@ Versions are read from the installed distributions' metadata, so a warm rerun st
 from __future__ import annotations
 
 import json
+import os
+import socket
 import uuid
 from importlib import metadata
 from pathlib import Path
@@ -64,14 +66,28 @@ def annotate_rows(rows: list[dict], models) -> dict[str, dict]:
 
 
 def start_run(command: str, args: dict) -> str:
-    """Record a command as running; returns its run id."""
+    """Record a command as running, with this process's id and host; returns its run id."""
     run_id = uuid.uuid4().hex[:12]
     v = versions()
     with db.transaction() as con:
-        con.execute("INSERT INTO runs (run_id, command, args, status, advisor_version, timm_version, torch_version) "
-                    "VALUES (?, ?, ?, 'running', ?, ?, ?)",
-                    [run_id, command, dumps(args), v["advisor"], v["timm"], v["torch"]])
+        con.execute("INSERT INTO runs (run_id, command, args, status, advisor_version, timm_version, torch_version, pid, host) "
+                    "VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?)",
+                    [run_id, command, dumps(args), v["advisor"], v["timm"], v["torch"], os.getpid(), socket.gethostname()])
     return run_id
+
+
+def _process_gone(pid: int | None, host: str | None) -> bool:
+    """Whether the process that recorded a run as running is known to be gone: it ran on this host and
+    no process has its id now (a run from another host, or without a pid, is never judged)."""
+    if pid is None or host != socket.gethostname():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
 
 
 def finish_run(run_id: str, result=None, weights: dict | None = None, error: BaseException | None = None) -> None:
@@ -87,12 +103,14 @@ def finish_run(run_id: str, result=None, weights: dict | None = None, error: Bas
 
 
 RUN_COLUMNS = ("run_id", "command", "args", "status", "result", "started_at", "finished_at", "advisor_version",
-               "timm_version", "torch_version", "weights")
+               "timm_version", "torch_version", "weights", "pid", "host")
 
 
 def list_runs(limit: int = 20, commands: tuple[str, ...] | None = None) -> list[dict]:
     """The latest ``limit`` runs, newest first, as dicts (``args``/``result``/``weights`` parsed).
-    A cache written before the version columns existed reads them as None."""
+    A cache written before the version columns existed reads them as None. A run still marked running
+    whose process is gone (killed before it could record how it ended) reads ``killed (process <pid>
+    gone)``; the cache is not changed."""
     if not db.cache_path().exists():
         return []
     with db.connect(read_only=True) as con:
@@ -114,6 +132,9 @@ def list_runs(limit: int = 20, commands: tuple[str, ...] | None = None) -> list[
                 except ValueError:
                     pass
         r["versions"] = {"advisor": r.pop("advisor_version"), "timm": r.pop("timm_version"), "torch": r.pop("torch_version")}
+        pid, host = r.pop("pid"), r.pop("host")
+        if r["status"] == "running" and _process_gone(pid, host):
+            r["status"] = f"killed (process {pid} gone)"
         for key in ("started_at", "finished_at"):
             r[key] = None if r[key] is None else str(r[key])
         out.append(r)

@@ -83,6 +83,12 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
     ALTER TABLE runs ADD COLUMN torch_version VARCHAR;
     ALTER TABLE runs ADD COLUMN weights JSON;
     """),
+    # the process that runs a command, so `advisor runs` can tell a command still running from one killed
+    # (kill -9, a crash, the machine's reboot) before it could record how it ended
+    ("runs_process", """
+    ALTER TABLE runs ADD COLUMN pid INTEGER;
+    ALTER TABLE runs ADD COLUMN host VARCHAR;
+    """),
 )
 
 TABLES = ("probes", "models", "extractions", "features", "scores", "runs", "attribution_runs", "validation_runs",
