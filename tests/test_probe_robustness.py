@@ -473,3 +473,20 @@ def test_decoded_images_kept_within_a_budget(tmp_path, monkeypatch):
     assert same is probe and kept is images
     big, none = decoded.for_model(probe, images, b7)
     assert big.decode_side == 633 and none == {} and probe.decode_side == DECODE_SIDE
+
+
+def test_a_cached_rerun_still_says_which_images_were_skipped(tmp_path, run_cli, tiny_weights, advisor_home):
+    """The second run reads the unreadable files from the cache instead of decoding them: it says so too."""
+    from conftest import file_id
+
+    root = write_images(tmp_path / "p", {"a": 4, "b": 4})
+    (root / "a" / "a_001.png").write_bytes(b"corrupt")
+    model = file_id(tiny_weights["test_resnet"], "test_resnet")
+    errs = []
+    for _ in range(2):
+        code, _, err = run_cli("rank", str(root), "--models", model, "-e", "knn", "--img-size", "32")
+        assert code == 0, err
+        errs.append(err)
+    assert "skipped 1 unreadable image(s) of 8" in errs[0] and "a_001.png" in errs[0]
+    assert "skipped 1 unreadable image(s) of 8 (found by an earlier run)" in errs[1] and "a_001.png" in errs[1]
+    assert "features from cache" in errs[1]

@@ -122,6 +122,10 @@ def rank(
     if ctx.weights_dir is not None and not ctx.weights_dir.is_dir():
         raise AdvisorError(f"weights dir '{ctx.weights_dir}' is not a folder", "pass a folder of weight files to --weights-dir")
     probe_arg, probe = probe, prepare_probe(probe, split=split, max_images=max_images, seed=seed)
+    if probe.skipped:  # known unreadable from an earlier run: said again, as the first run said it
+        example = "; ".join(f"{name} ({why})" for name, why in probe.skipped[:3]) + (" ..." if len(probe.skipped) > 3 else "")
+        progress.warn(f"skipped {len(probe.skipped)} unreadable image(s) of {len(probe) + len(probe.skipped)} "
+                      f"(found by an earlier run): {example}")
     ref_kind, ref_model, ref_cut = parse_reference(reference, probe)
     from advisor.data.label_free import check_runnable, default_estimators
     from advisor.data.small_samples import taken_note
