@@ -49,7 +49,7 @@ def models(
     title = f"{len(rows)} models, {here} available offline" + (f" (weights dir {weights_dir})" if weights_dir else "")
     table = Table(title=escape(title), title_justify="left")
     for column in ("model", "offline", "weights from (or how to get them)", "revision", "pre-trained on"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # ids and commands to copy: wrapped, never cut with "…"
     for r in rows:
         if r.offline:
             origin = r.weights_from + (f": {Path(r.weights).name}" if r.weights_from == "weights dir" and r.weights else "")

@@ -122,7 +122,7 @@ def _print_table(result) -> None:
     title = f"{p.spec}: {p.summary()}" + (f", {len(p.skipped)} unreadable skipped" if p.skipped else "")
     table = Table(title=title, title_justify="left")
     table.add_column("#", justify="right")
-    table.add_column("model")
+    table.add_column("model", overflow="fold")  # an id to copy: wrapped, never cut with "…"
     table.add_column(f"best cut ({primary})")
     for est in estimators:
         arrow = "↑" if by[(order[0], est)]["higher_is_better"] else "↓"

@@ -73,7 +73,7 @@ def validate(
     t = Table(title=f"validation on {probe}: {result.split_note}, device {result.device}", title_justify="left")
     for col, just in (("model", "left"), ("cut", "left"), ("val acc (mean ± std)", "right"), ("runs", "right"),
                       ("T_FB", "right"), ("seconds", "right"), ("note", "left")):
-        t.add_column(col, justify=just)
+        t.add_column(col, justify=just, overflow="fold" if col == "model" else "ellipsis")
     for model, cut, is_best, mean, std, n, mine, tfb in result.cut_summaries():
         failed = [r.reason for r in mine if r.status != "done"]
         note = ("best ◀ " if is_best else "") + (f"{len(failed)} failed: {failed[0]}" if failed else "") + \
