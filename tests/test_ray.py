@@ -262,3 +262,27 @@ def test_nothing_to_send_never_starts_ray(tmp_path, monkeypatch, tiny_weights):
         again = rank(str(probe), [model], ["knn"], executor=ex)
         assert not ex.joined and not ray.is_initialized()
     assert all(m.from_cache for m in again.models)
+
+
+def test_a_local_runtime_started_by_the_command_prints_only_advisor_lines(tmp_path, tiny_weights):
+    """`--executor ray` without an address starts a private runtime: Ray's token-authentication notice
+    is not shown (a subprocess: the module's runtime above would be joined, not started)."""
+    import subprocess
+    import sys
+    import tempfile
+
+    probe = write_images(tmp_path / "probe", {"cat": 6, "dog": 6})
+    ray_tmp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths must stay under 107 bytes
+    env = {**os.environ, "ADVISOR_HOME": str(tmp_path / "home"), "RAY_TMPDIR": ray_tmp, "HF_HUB_OFFLINE": "1"}
+    env.pop("RAY_ADDRESS", None)
+    cmd = [sys.executable, "-m", "advisor", "rank", str(probe), "-m", file_id(tiny_weights["test_resnet"], "test_resnet"),
+           "-e", "knn", "--img-size", "32", "--executor", "ray"]
+    try:
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    finally:
+        import shutil
+
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "models on Ray" in proc.stderr or "features extracted" in proc.stderr
+    assert "Token authentication" not in proc.stderr and "ray" not in proc.stderr.lower().replace("models on ray", "")

@@ -130,6 +130,11 @@ class RayExecutor:
                 # Ray runs its workers at niceness 15 by default: behind every other job of the machine
                 # they crawl (a 3-model rank took 4x a serial one on a busy machine); they are the work here
                 os.environ.setdefault("RAY_worker_niceness", "0")
+                # a runtime private to this command: Ray's notice that token authentication is on (it is, by
+                # default) is not the user's business here; its other warnings still show
+                import logging
+
+                logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
             try:
                 ray.init(**kwargs)
             except (ConnectionError, RuntimeError, ValueError) as exc:
