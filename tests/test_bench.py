@@ -180,13 +180,20 @@ def test_report_only_without_evidence_is_one_line(run_cli, tiny, tmp_path):
     (["--img-size", "8"], "--img-size must be at least 32 px"),
     (["--img-size", "big"], "--img-size 'big' is not a whole number"),
     (["--defrost-cuts", "0"], "--defrost-cuts must be at least 1"),
+    (["--lrs", "0.01,0.01"], "--lrs repeats a learning rate: 0.01, 0.01"),
+    (["--batchnorm", "@0.01"], "batchnorm '@0.01' is not one of train, frozen"),
+    (["--targets", "{one_class}"], "has a single class ('only')"),
+    (["--targets", "{same_name}"], "would both be 'flat' in the report"),
 ])
 def test_bad_inputs_exit_2_with_one_line(run_cli, tiny, tmp_path, args, message):
     models, targets = tiny
     unlabelled = write_images(tmp_path / "unlabelled", {"x": 3}, size=16) / "x"  # a flat folder: no class sub-folders
+    one_class = write_images(tmp_path / "one", {"only": 4}, size=16)
+    same_name = f"{targets[0]},{write_images(tmp_path / 'elsewhere' / 'flat', {'a': 4, 'b': 4}, size=16)}"
     opts = {"--models": models[0], "--targets": str(targets[0]), "--epochs": "1", "--out": str(tmp_path / "o"),
             "--ground-truth": str(tmp_path / "g.csv"), "--runs-csv": str(tmp_path / "r.csv")}
-    opts.update({k: v.replace("{unlabelled}", str(unlabelled)) for k, v in zip(args[::2], args[1::2])})
+    fill = {"{unlabelled}": str(unlabelled), "{one_class}": str(one_class), "{same_name}": same_name}
+    opts.update({k: fill.get(v, v) for k, v in zip(args[::2], args[1::2])})
     code, out, err = run_cli("bench", *[x for kv in opts.items() for x in kv])
     assert code == 2, (out, err)
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
@@ -297,7 +304,7 @@ def test_the_fine_tune_setting_is_chosen_on_validation_over_batchnorm_modes_and_
     assert summarise_runs([run("train", 0.01, 0, 0.5, 0.5, "failed: x")], [("train", 0.01)], 10.0)["batchnorm"] is None
 
 
-@pytest.mark.parametrize("value, message", [("", "--batchnorm is empty"), ("train,train", "repeats an entry"),
+@pytest.mark.parametrize("value, message", [("", "is empty"), ("train,train", "repeats an entry"),
                                             ("train,off", "batchnorm 'off' is not one of train, frozen"),
                                             ("frozen@abc", "'abc' is not a positive learning rate"),
                                             ("frozen@-1", "'-1' is not a positive learning rate"),
@@ -581,7 +588,7 @@ def test_kill_minus_9_resumes_from_the_runs_csv(tiny, tmp_path):
     fresh = subprocess.run(cmd, env={**env, "ADVISOR_HOME": str(tmp_path / "home-fresh")}, capture_output=True, text=True,
                            cwd=tmp_path, timeout=600)
     assert fresh.returncode == 0, fresh.stderr
-    assert f"imported {total} finished runs" in fresh.stderr and "runs to do" not in fresh.stderr
+    assert f"imported {total} finished run(s)" in fresh.stderr and "runs to do" not in fresh.stderr
 
 
 def test_plan_times_the_scoring_too(tiny):
@@ -683,3 +690,108 @@ def test_provenance_counts_only_the_cells_own_runs(tmp_path):
     # a cell stored before cells carried their runs' keys: no span rather than a wrong one
     old = {**cell, "runs": [{"seconds": 60.0}]}
     assert "runs finished" not in provenance([old], runs, workers=2, device="cpu")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            return "\tZ" not in next(line for line in fh if line.startswith("State:"))
+    except (FileNotFoundError, StopIteration):
+        return False
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def _start_with_workers(tiny, tmp_path, tag: str):
+    """A bench with 2 worker processes, long enough to be stopped mid-way; returns (process, its workers)."""
+    import time
+
+    models, targets = tiny
+    env = {**os.environ, "ADVISOR_HOME": str(tmp_path / f"home-{tag}"), "OMP_NUM_THREADS": "1"}
+    args = _args(models, targets[:1], tmp_path, "--seeds", "0,1,2", "--lrs", "0.01,0.001", "--epochs", "40", tag=tag)
+    args[args.index("--workers") + 1] = "2"
+    # output to a file, not a pipe: a worker left behind would hold a pipe open and hang the test
+    proc = subprocess.Popen([sys.executable, "-m", "advisor", *args], env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=(tmp_path / f"{tag}.err").open("w"), start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        workers = [c for c in _children(proc.pid) if "multiprocessing" in open(f"/proc/{c}/cmdline").read()
+                   and "resource_tracker" not in open(f"/proc/{c}/cmdline").read()]
+        if len(workers) == 2:
+            return proc, workers
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError(f"no 2 workers started: {(tmp_path / f'{tag}.err').read_text()[-2000:]}")
+
+
+def _gone(pids, seconds: float = 15) -> bool:
+    import time
+
+    deadline = time.time() + seconds
+    while time.time() < deadline and any(_alive(p) for p in pids):
+        time.sleep(0.1)
+    return not any(_alive(p) for p in pids)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_workers_stop_with_a_killed_or_interrupted_bench(tiny, tmp_path):
+    """kill -9 of the bench leaves no worker running on as an orphan; Ctrl-C to the terminal's process group,
+    even while the workers are still importing, is one line (exit 130), no worker traceback, no worker left."""
+    import signal
+
+    proc, workers = _start_with_workers(tiny, tmp_path, "kill")
+    proc.kill()
+    proc.wait()
+    try:
+        assert _gone(workers), "the workers outlived their killed parent"
+        proc, workers = _start_with_workers(tiny, tmp_path, "int")  # caught as soon as they exist: mid-import
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=120)
+        err = (tmp_path / "int.err").read_text()
+        assert proc.returncode == 130, err
+        assert "interrupted" in err.strip().splitlines()[-1] and "Traceback" not in err and "terminate called" not in err
+        assert _gone(workers)
+    finally:
+        for pid in workers:  # never leave a worker behind, whatever failed
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_a_run_that_fails_early_exits_2_without_aborting(tiny, tmp_path):
+    """An unreadable image stops the runs while the scoring thread is inside torch: the error is one line and
+    the process exits 2 (it used to abort, exit 134, when the interpreter ended under that thread)."""
+    models, _ = tiny
+    target = write_images(tmp_path / "bad", {"a": 10, "b": 10}, size=16)
+    for name in ("a_000.png", "a_001.png"):
+        (target / "a" / name).write_bytes(b"not an image")
+    env = {**os.environ, "ADVISOR_HOME": str(tmp_path / "home-bad")}
+    args = _args(models[:1], [target], tmp_path, "--seeds", "0", "--lrs", "0.01", "--defrost-cuts", "1", "-e", "knn,logme,cka", tag="bad")
+    done = subprocess.run([sys.executable, "-m", "advisor", *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 2, done.stderr
+    assert "unreadable image(s)" in done.stderr.strip().splitlines()[-1]
+    assert "terminate called" not in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_new_runs_csv_gets_the_runs_the_cache_already_has(run_cli, tiny, tmp_path, monkeypatch):
+    """The runs CSV is the portable record: pointed at a new file, a fully cached bench writes its runs
+    there too, so a fresh machine resumes from that file alone."""
+    from advisor.bench.units import read_runs
+
+    models, targets = tiny
+    _home(monkeypatch, tmp_path, "home-a")
+    args = _args(models[:1], targets[:1], tmp_path, "--seeds", "0", "--lrs", "0.01", "--defrost-cuts", "1", tag="a")
+    code, _, err = run_cli(*args)
+    assert code == 0, err
+    first = {r["run_key"] for r in read_runs(tmp_path / "runs-a.csv")}
+    other = [*args[:args.index("--runs-csv")], "--runs-csv", str(tmp_path / "runs-b.csv"), *args[args.index("--runs-csv") + 2:]]
+    code, _, err = run_cli(*other)
+    assert code == 0, err
+    assert "added 3 finished run(s) found in the cache" in err and "runs to do" not in err
+    assert {r["run_key"] for r in read_runs(tmp_path / "runs-b.csv")} == first
+    _home(monkeypatch, tmp_path, "home-fresh")
+    code, _, err = run_cli(*other)
+    assert code == 0, err
+    assert "imported 3 finished run(s)" in err and "runs to do" not in err

@@ -137,12 +137,12 @@ def parse_batchnorm(value) -> tuple[str, ...]:
     entries = [str(v).strip().lower() for v in items if str(v).strip()]
     hint = '--batchnorm train,frozen@0.001 (or batchnorm = ["train", "frozen@0.001"] under [protocol] in the config)'
     if not entries:
-        raise AdvisorError("--batchnorm is empty", f"give modes ({', '.join(BATCHNORM_MODES)}), each alone or as mode@lr, e.g. {hint}")
+        raise AdvisorError("--batchnorm (or batchnorm under [protocol] in the config) is empty", f"give modes ({', '.join(BATCHNORM_MODES)}), each alone or as mode@lr, e.g. {hint}")
     out = []
     for entry in entries:
         mode, at, lr = (p.strip() for p in entry.partition("@"))
         if mode not in BATCHNORM_MODES:
-            raise AdvisorError(f"batchnorm '{mode}' is not one of {', '.join(BATCHNORM_MODES)}", f"e.g. {hint}")
+            raise AdvisorError(f"batchnorm '{mode or entry}' is not one of {', '.join(BATCHNORM_MODES)}", f"e.g. {hint}")
         if at:
             try:
                 rate = float(lr)
@@ -234,7 +234,20 @@ def load_config(path: str | Path | None = None, *, models: list[str] | None = No
         resolve_model(m, ctx)  # an unknown model or missing weights fails here, before any training
     for t in dict.fromkeys(target_paths):
         check_target(t)
+    _distinct_names(list(dict.fromkeys(target_paths)), target_name, "targets", "a distinct folder or file name (e.g. a symlink: ln -s PATH site_b)")
+    _distinct_names(models, model_name, "models", "weight files with distinct names")
     return Config(models, list(dict.fromkeys(target_paths)), s, wd, str(cfg_path))
+
+
+def _distinct_names(specs: list[str], name, what: str, fix: str) -> None:
+    """The report and the ground truth name each target and model by its short name: two with one name
+    would merge there, so that is a one-line error."""
+    seen: dict[str, str] = {}
+    for spec in specs:
+        other = seen.setdefault(name(spec), spec)
+        if other != spec:
+            raise AdvisorError(f"{what} '{other}' and '{spec}' would both be '{name(spec)}' in the report and the ground truth",
+                               f"give each {fix}")
 
 
 def _check_settings(s: Settings) -> None:
@@ -254,6 +267,9 @@ def _check_settings(s: Settings) -> None:
     if s.head_init not in HEAD_INITS:
         raise AdvisorError(f"head_init '{s.head_init}' is not one of {', '.join(HEAD_INITS)}",
                            '--head-init probe (LP-FT), or head_init = "probe" under [protocol] in the config')
+    if len(set(s.backbone_lrs)) != len(s.backbone_lrs):
+        raise AdvisorError(f"--lrs repeats a learning rate: {', '.join(f'{v:g}' for v in s.backbone_lrs)}",
+                           "give each once, e.g. --lrs 0.01,0.001")
     grid = s.grid()
     if len(set(grid)) != len(grid):
         twice = next(g for g in grid if grid.count(g) > 1)
@@ -267,9 +283,12 @@ def check_target(spec: str) -> None:
     """A target must exist and be labelled (any folder, .csv or .npz a user has)."""
     if not Path(spec).exists():
         raise AdvisorError(f"target '{spec}' does not exist", "pass existing folders or .npz files to --targets (or set ADVISOR_SHARED)")
-    probe = load_probe(spec, split="train")
+    probe = load_probe(spec, split="train", min_classes=1)
     if probe.labels is None:
         raise AdvisorError(f"target '{spec}' has no labels", "fine-tuning needs labels: one sub-folder per class, a path,label CSV or npz labels")
+    if probe.num_classes < 2:
+        raise AdvisorError(f"target '{spec}' has a single class ({(probe.class_names or ['?'])[0]!r})",
+                           "a benchmark target needs at least 2 labelled classes: add a sub-folder per class")
 
 
 def target_name(spec: str) -> str:

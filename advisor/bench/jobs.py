@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -223,11 +224,22 @@ def run_job(job: Job) -> dict:
     }
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, parent: int) -> None:
+    import threading
+
     import torch
 
     torch.set_num_threads(threads)
     os.environ["ADVISOR_THREADS"] = str(threads)
+    threading.Thread(target=_exit_with_parent, args=(parent,), name="exit-with-parent", daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A worker whose parent is gone (kill -9, a crash) exits within a second instead of finishing its run
+    as an orphan that holds its memory: nobody is left to store the result."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
 
 
 def execute(jobs: list[Job], workers: int = 1, executor=None, log=lambda m: None) -> Iterator[dict]:
@@ -254,9 +266,19 @@ def execute(jobs: list[Job], workers: int = 1, executor=None, log=lambda m: None
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
-    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
-                               initargs=(max(1, cpu_cores() // workers),))
-    pending = {pool.submit(run_job, j) for j in jobs}
+    import signal
+
+    # The workers ignore Ctrl-C (SIGINT reaches the whole process group): this process stops them. They are
+    # started while SIGINT is ignored here, which a new Python process keeps; a handler set in the
+    # initializer would come too late for a Ctrl-C during their imports (tracebacks from every worker).
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if threading.current_thread() is threading.main_thread() else None
+    try:
+        pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+                                   initargs=(max(1, cpu_cores() // workers), os.getpid()))
+        pending = {pool.submit(run_job, j) for j in jobs}  # starts the workers
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
     try:
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -267,4 +289,7 @@ def execute(jobs: list[Job], workers: int = 1, executor=None, log=lambda m: None
                     raise AdvisorError("a bench worker process died (killed, out of memory or a crash in native code)",
                                        "finished runs are saved; rerun to resume, with --workers 1 to see the failing run") from None
     finally:
+        if pending:  # an error or Ctrl-C: the runs in progress are lost anyway; their workers stop now
+            for process in list(getattr(pool, "_processes", {}).values()):
+                process.terminate()
         pool.shutdown(wait=not pending, cancel_futures=True)

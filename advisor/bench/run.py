@@ -55,7 +55,7 @@ from advisor.bench.identity import part_identity, score_key
 from advisor.bench.ground_truth import summarise_runs
 from advisor.bench.jobs import execute
 from advisor.bench.plan import CellPlan, Plan, make_plan
-from advisor.bench.units import append_run, append_score, import_runs, read_scores, repair_tail, store_run, typed_record
+from advisor.bench.units import append_run, append_score, import_runs, read_runs, read_scores, repair_tail, store_run, typed_record
 from advisor.errors import AdvisorError
 from advisor.store.artifacts import dumps
 from advisor.store.runs import BENCH_CELLS
@@ -79,10 +79,11 @@ def _log_record(rec: dict, log) -> None:
         log(f"{rec['model']} on {rec['target']}: {what}: {rec['status']} ({rec['reason']})")
 
 
-def _scores(plan: Plan, log, scores_csv: str | Path | None = None) -> dict:
+def _scores(plan: Plan, log, scores_csv: str | Path | None = None, stop: threading.Event | None = None) -> dict:
     """``advisor.rank`` of every model on every target's score part, each model at its benchmark
     input size (its own or the cap): {(target, model): {"cuts", "scores", "n_score", "n_classes", "extract_seconds"}}.
-    A pair already in ``scores_csv`` is read from it; a new one is appended to it as it is scored."""
+    A pair already in ``scores_csv`` is read from it; a new one is appended to it as it is scored. Once
+    ``stop`` is set, returns before the next model (what it returns then is incomplete)."""
     from advisor.ranking.ranking import rank
 
     s = plan.cfg.settings
@@ -93,6 +94,8 @@ def _scores(plan: Plan, log, scores_csv: str | Path | None = None) -> dict:
         part_key = part_identity(parts.score, t)
         reused = 0
         for m in plan.cfg.models:
+            if stop is not None and stop.is_set():
+                return out
             info = plan.infos[m]
             key = score_key(info, part_key, tuple(s.estimators))
             if key in known:
@@ -190,21 +193,52 @@ def bench(cfg: Config, *, report_only: bool = False, device: str | None = None, 
                 log(f"{path}: dropped a torn last line ({cut} bytes) left by an interrupted write")
         n = import_runs(runs_csv)
         if n:
-            log(f"imported {n} finished runs from {runs_csv}")
+            log(f"imported {n} finished run(s) from {runs_csv} that the cache lacked")
     plan = make_plan(cfg, dev, log)
+    if runs_csv is not None:  # the CSV is the portable record: runs this cache has and it lacks go into it too
+        have = {r["run_key"] for r in read_runs(runs_csv)}
+        missing = [rec for key, rec in plan.done.items() if key not in have]
+        for rec in missing:
+            append_run(runs_csv, rec)
+        if missing:
+            log(f"{runs_csv}: added {len(missing)} finished run(s) found in the cache")
     for t, p in plan.parts.items():
         log(f"{target_name(t)}: {p.note}")
     # Scoring (this process) overlaps the runs (worker processes): the cores are busy from the start.
     scored: dict = {}
+    stop = threading.Event()
 
     def score() -> None:
         try:
-            scored["scores"] = _scores(plan, log, None if runs_csv is None else Path(runs_csv).with_name(SCORES_CSV.name))
+            scored["scores"] = _scores(plan, log, None if runs_csv is None else Path(runs_csv).with_name(SCORES_CSV.name), stop)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread below
             scored["error"] = exc
 
-    scorer = threading.Thread(target=score, name="bench-scores", daemon=True)
+    scorer = threading.Thread(target=score, name="bench-scores")
     scorer.start()
+    try:
+        recs = _run_jobs(plan, workers, executor, runs_csv, log)
+    except BaseException:
+        # an error or Ctrl-C: the scorer stops before its next model and is joined, never left inside torch
+        # while the interpreter exits (that aborts the process)
+        stop.set()
+        if scorer.is_alive():
+            log("stopping: the scoring thread finishes the model it is on first")
+        scorer.join()
+        raise
+    scorer.join()
+    if "error" in scored:
+        raise scored["error"]
+    scores = scored["scores"]
+    s = cfg.settings
+    cells = [_cell(cp, recs, scores[(cp.parts.spec, cp.info.model_id)], s) for cp in plan.cells]
+    _store_cells(cells, s)
+    return cells
+
+
+def _run_jobs(plan: Plan, workers: int, executor, runs_csv, log) -> dict[str, dict]:
+    """Every run's record by key: the finished ones from the plan, the rest run now (each stored as it
+    arrives: its CSV line, then its DuckDB transaction)."""
     recs = dict(plan.done)
     todo = [j for j in plan.jobs if j.key not in recs]
     for cp in plan.cells:
@@ -219,11 +253,4 @@ def bench(cfg: Config, *, report_only: bool = False, device: str | None = None, 
         store_run(rec)
         recs[rec["run_key"]] = typed_record(rec)
         _log_record(rec, log)
-    scorer.join()
-    if "error" in scored:
-        raise scored["error"]
-    scores = scored["scores"]
-    s = cfg.settings
-    cells = [_cell(cp, recs, scores[(cp.parts.spec, cp.info.model_id)], s) for cp in plan.cells]
-    _store_cells(cells, s)
-    return cells
+    return recs
