@@ -270,7 +270,8 @@ def execute(jobs: list[Job], workers: int = 1, executor=None, log=lambda m: None
 
     # The workers ignore Ctrl-C (SIGINT reaches the whole process group): this process stops them. They are
     # started while SIGINT is ignored here, which a new Python process keeps; a handler set in the
-    # initializer would come too late for a Ctrl-C during their imports (tracebacks from every worker).
+    # initializer would come too late for a Ctrl-C during their imports (tracebacks from every worker). The
+    # window in which this process ignores Ctrl-C is the milliseconds of starting them, not their imports.
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if threading.current_thread() is threading.main_thread() else None
     try:
         pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from advisor.bench.config import DEFROST_LR, RUNS_CSV, Config, Settings, model_name, target_name
-from advisor.bench.identity import ModelInfo, model_info, part_identity
+from advisor.bench.config import DEFROST_LR, RUNS_CSV, SCORES_CSV, Config, Settings, model_name, setting_label, target_name
+from advisor.bench.identity import ModelInfo, model_info, part_identity, score_key
 from advisor.bench.jobs import Job, cell_jobs, split_target
-from advisor.bench.units import finished_runs, read_runs
+from advisor.bench.units import finished_runs, read_runs, read_scores
 from advisor.data.splits import TargetParts
 from advisor.models.sources import ResolveContext
 from advisor.ranking.features import PRE_LOGITS
@@ -36,6 +36,7 @@ class Plan:
     cells: list[CellPlan]
     device: str
     done: dict[str, dict] = field(default_factory=dict)  # run key → stored record (DuckDB or CSV)
+    scored: set[tuple[str, str]] = field(default_factory=set)  # (target, model) pairs whose scores the scores CSV holds
 
     @property
     def jobs(self) -> list[Job]:
@@ -169,7 +170,7 @@ def estimate(plan: Plan, timings: dict[str, dict], workers: int) -> dict:
         n_tr, n_va, n_te, n_sc = len(p.train), len(p.val), len(p.test), len(p.score)
         steps = math.ceil(n_tr / s.batch_size)
         row = per_model.setdefault(m, {k: 0 for k in ("finetune", "defrost", "probe", "scoring", "n_finetune", "n_defrost", "n_probe",
-                                                      "n_scoring", "done_finetune", "done_defrost", "done_probe")})
+                                                      "n_scoring", "done_finetune", "done_defrost", "done_probe", "done_scoring")})
         for j in cell.jobs:
             row[f"n_{j.kind}"] += 1
             if j.key in plan.done:
@@ -182,6 +183,9 @@ def estimate(plan: Plan, timings: dict[str, dict], workers: int) -> dict:
             else:
                 row["probe"] += (n_tr + n_va + n_te) * t["infer"] + 1.0
         row["n_scoring"] += len(s.estimators) * len(cell.info.cuts)
+        if (p.spec, m) in plan.scored:
+            row["done_scoring"] += len(s.estimators) * len(cell.info.cuts)
+            continue
         attr = (t.get("attr") or t["infer"] * (len(cell.info.cuts) / 2 + 1)) if needs_attr else 0.0
         row["scoring"] += n_sc * (t["infer"] + attr) + t.get("score_target", 0.0)
     total = {k: sum(r[k] for r in per_model.values()) for k in next(iter(per_model.values()))}
@@ -207,8 +211,8 @@ def plan_report(plan: Plan, timings: dict[str, dict], est: dict, threads: int, i
              (f"settings: img_size cap {s.img_size or 'none (each model its own size)'}, max_train {s.max_train}, epochs {s.epochs}, "
               f"backbone lrs {', '.join(f'{v:g}' for v in s.backbone_lrs)}, seeds {', '.join(map(str, s.seeds))}, batch {s.batch_size}, "
               f"defrost cuts {s.defrost_cuts if isinstance(s.defrost_cuts, int) else ','.join(s.defrost_cuts)} x seed {s.defrost_seed}, "
-              f"fine-tunes' head {s.head_init}{' (LP-FT)' if s.head_init == 'probe' else ''}, BatchNorm statistics {', '.join(s.batchnorm)}"
-              f"{f' (fine-tune grid {len(s.grid())} settings, chosen on validation)' if len(s.grid()) > len(s.backbone_lrs) else ''}, "
+              f"fine-tunes' head {s.head_init}{' (LP-FT)' if s.head_init == 'probe' else ''}, fine-tune grid (BatchNorm mode@backbone lr, "
+              f"chosen on validation) {', '.join(setting_label(*g) for g in s.grid())}, "
               f"{len(s.estimators)} estimators"),
              "targets: " + "; ".join(f"{target_name(t)} (train {len(p.train)} / val {len(p.val)} / test {len(p.test)} / scored {len(p.score)})"
                                      for t, p in plan.parts.items()),
@@ -225,14 +229,14 @@ def plan_report(plan: Plan, timings: dict[str, dict], est: dict, threads: int, i
             done = r[f"done_{kind}"]
             return f"{r[f'n_{kind}']}" + (f" ({done} done)" if done else "")
 
-        rows.append((model_name(m), px, f"{t['step']:.3f}" + (f" ({idle['per_model_step'][m]:.3f})" if idle else ""), runs("finetune"), runs("defrost"), runs("probe"), str(r["n_scoring"]),
+        rows.append((model_name(m), px, f"{t['step']:.3f}" + (f" ({idle['per_model_step'][m]:.3f})" if idle else ""), runs("finetune"), runs("defrost"), runs("probe"), runs("scoring"),
                      _hours(r["finetune"] + r["defrost"] + r["probe"] + r["scoring"])))
     tot = est["total"]
 
     def truns(kind):
         return f"{tot[f'n_{kind}']}" + (f" ({tot[f'done_{kind}']} done)" if tot[f"done_{kind}"] else "")
 
-    rows.append(("total", "", "", truns("finetune"), truns("defrost"), truns("probe"), str(tot["n_scoring"]), _hours(est["cpu_seconds"])))
+    rows.append(("total", "", "", truns("finetune"), truns("defrost"), truns("probe"), truns("scoring"), _hours(est["cpu_seconds"])))
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
     fmt_row = lambda r: "  ".join(str(v).ljust(wd) if i == 0 else str(v).rjust(wd) for i, (v, wd) in enumerate(zip(r, widths)))  # noqa: E731
     lines += [fmt_row(head), fmt_row(tuple("-" * wd for wd in widths))] + [fmt_row(r) for r in rows]
@@ -246,6 +250,10 @@ def plan_report(plan: Plan, timings: dict[str, dict], est: dict, threads: int, i
         lines.append(f"the machine's load average was {load[0]:.1f} -> {load[1]:.1f} on {cpu_cores()} cores while timing (other jobs share it); "
                      f"from the CPU time of the same steps, an idle machine would take about {_hours(idle['wall_seconds'])} "
                      f"(CPU time {_hours(idle['cpu_seconds'])}): the 'idle' column, seconds per step.")
+    if est["cpu_seconds"] < 1:
+        lines.append("nothing left to compute: every run is in the cache or the runs CSV and every score in the scores CSV; "
+                     "`advisor bench` only imports them and writes the report (a minute or two).")
+        return "\n".join(lines)
     by_model = sorted(cfg.models, key=lambda m: -(pm[m]["finetune"] + pm[m]["defrost"] + pm[m]["probe"]))
     top = ", ".join(f"{model_name(m)} {(pm[m]['finetune'] + pm[m]['defrost'] + pm[m]['probe']) / cpu:.0%}" for m in by_model[:3])
     label = {"finetune": "the full fine-tunes", "defrost": "the defrost runs", "probe": "the linear probes", "scoring": "the scoring"}
@@ -266,6 +274,11 @@ def run_plan(cfg: Config, *, workers: int = 1, device: str | None = None, runs_c
     from advisor.validation.validate import pick_device
 
     plan = make_plan(cfg, pick_device(device), log, csv_path=runs_csv)
+    if runs_csv is not None:  # scores the scores CSV beside the runs CSV holds are not computed again
+        known = read_scores(Path(runs_csv).with_name(SCORES_CSV.name))
+        part_keys = {t: part_identity(p.score, t) for t, p in plan.parts.items()}
+        plan.scored = {(c.parts.spec, c.info.model_id) for c in plan.cells
+                       if score_key(c.info, part_keys[c.parts.spec], tuple(cfg.settings.estimators)) in known}
     threads = max(1, cpu_cores() // workers)
     timings = {}
     load0 = os.getloadavg()

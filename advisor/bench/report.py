@@ -206,7 +206,8 @@ def markdown(a: dict, settings: dict, command: str, plots: dict[str, str], prove
             else:
                 g = c["ground_truth"]
                 bn = ", BN frozen" if g.get("batchnorm") == "frozen" else ""
-                row.append(f"{g['test_mean']:.3f} ± {g['test_std']:.3f} (ft, lr {g['lr_backbone']:g}{bn})")
+                sd = f"{g['test_std']:.3f}" if g.get("seeds_done", 0) >= 2 else "–"  # one seed measures no spread
+                row.append(f"{g['test_mean']:.3f} ± {sd} (ft, lr {g['lr_backbone']:g}{bn})")
         lines.append(f"| {m} | " + " | ".join(row) + " |")
     lines += ["", "## Fine-tune vs frozen linear probe", "",
               ("Per pair: the probe's and the fine-tune's (chosen setting, mean over seeds) validation and test accuracy, and the "

@@ -169,7 +169,8 @@ def load_cells(cfg: Config) -> list[dict]:
     if missing:
         t, m = missing[0]
         raise AdvisorError(f"--report-only: {len(missing)} of {len(want)} (model, target) pairs are not in the cache under these settings, "
-                           f"e.g. {model_name(m)} on {target_name(t)}", "run `advisor bench` with the same options without --report-only first")
+                           f"e.g. {model_name(m)} on {target_name(t)}", ("run `advisor bench` with the same options without --report-only: it imports the runs and scores "
+                            "CSVs first and computes only what they lack"))
     return [json.loads(got[_cell_key(cfg.settings, m, t)]) for t, m in want]
 
 

@@ -27,8 +27,7 @@ Examples:
 
   advisor bench --report-only                     # rebuild the report from the cache
 
-Every finished run is appended to benchmarks/bench_runs.csv (--runs-csv) and cached: rerunning, on
-this machine or on a fresh one with that CSV, skips finished runs; Ctrl-C loses at most the runs in progress.
+Every finished run is appended to benchmarks/bench_runs.csv (--runs-csv) and cached: rerunning, on this machine or on a fresh one with that CSV, skips finished runs; Ctrl-C loses at most the runs in progress.
 """
 
 
@@ -49,6 +48,14 @@ def _bench_log(bars: ProgressBars):
             bars.advance(1)
 
     return log
+
+
+def _shown(path: str) -> str:
+    """A path as the report shows it: relative to the working directory when under it (portable), else as given."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def _numbers(text: str | None, kind, option: str, example: str) -> list | None:
@@ -113,6 +120,6 @@ def bench(
     command = "advisor " + " ".join(shlex.quote(a) for a in argv) if argv else "advisor bench (same options)"
     from advisor.validation.validate import pick_device
 
-    report = write_report(cells, list(cfg.settings.estimators), {**cfg.settings.as_dict(), "config": cfg.source},
+    report = write_report(cells, list(cfg.settings.estimators), {**cfg.settings.as_dict(), "config": _shown(cfg.source)},
                           out_dir, command, provenance(cells, runs_csv, n_workers, pick_device(device)))
     out.print(f"ground truth: {csv_path}\nreport: {report}\nruns: {runs_csv}")
