@@ -32,6 +32,11 @@ def prepare_probe(probe: Probe | str, *, split: str | None = "train", max_images
     return probe
 
 
+def unreadable_example(skipped: list[tuple[str, str]] | tuple[tuple[str, str], ...]) -> str:
+    """Up to three unreadable images as ``name (why); ...``, for the warnings and errors that name them."""
+    return "; ".join(f"{name} ({why})" for name, why in skipped[:3]) + (" ..." if len(skipped) > 3 else "")
+
+
 class Validated:
     """Remembers which probes were already checked for unreadable images in this process."""
 
@@ -74,7 +79,7 @@ class Decoded:
             return probe, self.images
         n_files = len(probe)
         images, bad = decode_all(probe, keep_bytes=KEEP_DECODED_BYTES)
-        example = "; ".join(f"{probe.item_name(i)} ({r})" for i, r in list(bad.items())[:3]) + (" ..." if len(bad) > 3 else "")
+        example = unreadable_example([(probe.item_name(i), r) for i, r in bad.items()])
         if bad:
             kept = [i for i in range(len(probe)) if i not in bad]
             probe = probe.without(bad)

@@ -17,7 +17,7 @@ from advisor.estimators import Estimator, get_estimator
 from advisor.models.sources import ResolveContext, resolve_model
 from advisor.models.weights import default_models
 from advisor.ranking import advisor_score
-from advisor.ranking.decoding import Decoded, Validated, prepare_probe
+from advisor.ranking.decoding import Decoded, Validated, prepare_probe, unreadable_example
 from advisor.ranking.extraction import ModelFailed, ModelFeatures, model_attributions, model_features, model_step
 from advisor.ranking.progress import Progress
 from advisor.ranking.scores import best_rows, model_inputs, refreshed, score_model
@@ -123,9 +123,8 @@ def rank(
         raise AdvisorError(f"weights dir '{ctx.weights_dir}' is not a folder", "pass a folder of weight files to --weights-dir")
     probe_arg, probe = probe, prepare_probe(probe, split=split, max_images=max_images, seed=seed)
     if probe.skipped:  # known unreadable from an earlier run: said again, as the first run said it
-        example = "; ".join(f"{name} ({why})" for name, why in probe.skipped[:3]) + (" ..." if len(probe.skipped) > 3 else "")
         progress.warn(f"skipped {len(probe.skipped)} unreadable image(s) of {len(probe) + len(probe.skipped)} "
-                      f"(found by an earlier run): {example}")
+                      f"(found by an earlier run): {unreadable_example(probe.skipped)}")
     ref_kind, ref_model, ref_cut = parse_reference(reference, probe)
     from advisor.data.label_free import check_runnable, default_estimators
     from advisor.data.small_samples import taken_note
