@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -225,8 +226,6 @@ def run_job(job: Job) -> dict:
 
 
 def _init_worker(threads: int, parent: int) -> None:
-    import threading
-
     import torch
 
     torch.set_num_threads(threads)
@@ -265,8 +264,6 @@ def execute(jobs: list[Job], workers: int = 1, executor=None, log=lambda m: None
     import multiprocessing as mp
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
-
-    import signal
 
     # The workers ignore Ctrl-C (SIGINT reaches the whole process group): this process stops them. They are
     # started while SIGINT is ignored here, which a new Python process keeps; a handler set in the

@@ -55,7 +55,7 @@ from advisor.bench.identity import part_identity, score_key
 from advisor.bench.ground_truth import summarise_runs
 from advisor.bench.jobs import execute
 from advisor.bench.plan import CellPlan, Plan, make_plan
-from advisor.bench.units import append_run, append_score, import_runs, read_runs, read_scores, repair_tail, store_run, typed_record
+from advisor.bench.units import append_run, append_score, import_runs, read_scores, repair_tail, store_run, typed_record
 from advisor.errors import AdvisorError
 from advisor.store.artifacts import dumps
 from advisor.store.runs import BENCH_CELLS
@@ -192,13 +192,12 @@ def bench(cfg: Config, *, report_only: bool = False, device: str | None = None, 
             cut = repair_tail(path)
             if cut:
                 log(f"{path}: dropped a torn last line ({cut} bytes) left by an interrupted write")
-        n = import_runs(runs_csv)
+        n, in_csv = import_runs(runs_csv)
         if n:
             log(f"imported {n} finished run(s) from {runs_csv} that the cache lacked")
     plan = make_plan(cfg, dev, log)
     if runs_csv is not None:  # the CSV is the portable record: runs this cache has and it lacks go into it too
-        have = {r["run_key"] for r in read_runs(runs_csv)}
-        missing = [rec for key, rec in plan.done.items() if key not in have]
+        missing = [rec for key, rec in plan.done.items() if key not in in_csv]
         for rec in missing:
             append_run(runs_csv, rec)
         if missing:

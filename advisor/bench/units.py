@@ -185,16 +185,16 @@ def finished_runs(keys: list[str]) -> dict[str, dict]:
     return out
 
 
-def import_runs(path: str | Path) -> int:
-    """Store every record of the runs CSV that DuckDB lacks (one transaction); returns how many."""
+def import_runs(path: str | Path) -> tuple[int, set[str]]:
+    """Store every record of the runs CSV that DuckDB lacks; returns how many, and the run keys the CSV holds."""
     rows = {r["run_key"]: r for r in read_runs(path)}
     if not rows:
-        return 0
+        return 0, set()
     have = finished_runs(list(rows))
     new = [r for k, r in rows.items() if k not in have]
     for rec in new:
         store_run(rec)
-    return len(new)
+    return len(new), set(rows)
 
 
 def provenance(cells: list[dict], runs_csv: str | Path | None, workers: int, device: str) -> dict[str, str]:
